@@ -1,0 +1,110 @@
+"""Assertions for the notebooks' test cells that teach: what was expected, what came back, the likely mistake.
+
+Every check raises ``AssertionError`` with a message a learner can act on; the test cells use
+nothing else. Values are compared in float64 with plain arithmetic, so a check does not rest on
+``torch.allclose`` or ``torch.testing``.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+
+_REFERENCE_MODULES = ("rlcourse.reference", "rlcourse")
+
+
+def _fmt(x, limit: int = 8) -> str:
+    if isinstance(x, torch.Tensor):
+        flat = x.detach().double().flatten().tolist()
+        shown = ", ".join(f"{v:.6g}" for v in flat[:limit]) + (", ..." if len(flat) > limit else "")
+        return f"tensor of shape {tuple(x.shape)} [{shown}]"
+    return repr(x)
+
+
+def fail(message: str) -> None:
+    raise AssertionError(message)
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        fail(message)
+
+
+def check_tensor(x, what: str) -> None:
+    check(isinstance(x, torch.Tensor), f"{what} should be a torch.Tensor, but it is a {type(x).__name__}.")
+
+
+def check_shape(x, shape, what: str) -> None:
+    check_tensor(x, what)
+    check(tuple(x.shape) == tuple(shape),
+          f"{what} should have shape {tuple(shape)}, but it has shape {tuple(x.shape)}.")
+
+
+def check_scalar(x, what: str) -> None:
+    check_tensor(x, what)
+    check(x.dim() == 0, f"{what} should be a scalar (0-dim tensor), but it has shape {tuple(x.shape)}: "
+                        "did you forget to sum or average over every dimension?")
+
+
+def max_abs_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    diff = (actual.detach().double().cpu() - torch.as_tensor(expected).detach().double().cpu()).abs()
+    return float(diff.max()) if diff.numel() else 0.0
+
+
+def check_close(actual, expected, what: str, hint: str = "", atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """``actual`` equals ``expected`` elementwise within ``atol + rtol*|expected|``, and is finite."""
+    expected = torch.as_tensor(expected)
+    check_tensor(actual, what)
+    check(tuple(actual.shape) == tuple(expected.shape),
+          f"{what} should have shape {tuple(expected.shape)}, but it has shape {tuple(actual.shape)}.")
+    a = actual.detach().double().cpu()
+    e = expected.detach().double().cpu()
+    finite = bool(torch.isfinite(a).all()) if a.numel() else True
+    check(finite, f"{what} contains NaN or inf: {_fmt(a)}. {hint}".strip())
+    bad = (a - e).abs() > atol + rtol * e.abs()
+    if bool(bad.any()):
+        fail(f"{what} is wrong.\n  expected: {_fmt(e)}\n  got:      {_fmt(a)}\n"
+             f"  largest error {max_abs_error(a, e):.3g}. {hint}".rstrip())
+
+
+def check_float(actual, expected: float, what: str, hint: str = "", tol: float = 1e-9) -> None:
+    check(isinstance(actual, (int, float)) and not isinstance(actual, bool),
+          f"{what} should be a Python float, but it is a {type(actual).__name__}.")
+    check(math.isclose(float(actual), expected, rel_tol=tol, abs_tol=tol),
+          f"{what}: expected {expected!r}, got {actual!r}. {hint}".rstrip())
+
+
+def check_raises(fn, exception: type[BaseException], what: str) -> None:
+    """``fn()`` raises ``exception`` (the contract: wrong input raises ValueError)."""
+    try:
+        fn()
+    except exception:
+        return
+    except Exception as exc:  # noqa: BLE001 - we report what came instead
+        fail(f"{what} should raise {exception.__name__}, but raised {type(exc).__name__}: {exc}")
+    fail(f"{what} should raise {exception.__name__}, but returned normally.")
+
+
+def check_no_grad(tensor: torch.Tensor, what: str) -> None:
+    """A gradient that should not exist (e.g. into advantages or reference log-probs) is absent or zero."""
+    grad = tensor.grad
+    check(grad is None or float(grad.abs().max()) == 0.0,
+          f"gradient flows into {what}: it should be a constant for the loss. Did you forget .detach()?")
+
+
+def check_own_function(fn, name: str) -> None:
+    """The function under test is defined in the notebook, not imported from the helper package."""
+    check(callable(fn), f"`{name}` is not defined: run the cell that defines it first.")
+    module = getattr(fn, "__module__", "") or ""
+    check(not module.startswith(_REFERENCE_MODULES),
+          f"`{name}` is imported from {module}: write your own implementation in the notebook.")
+    code = getattr(fn, "__code__", None)
+    check(code is not None, f"`{name}` should be a plain Python function defined in the notebook.")
+    names = set(code.co_names)
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = ""
+    check("reference" not in names and "rlcourse" not in names and "rlcourse.reference" not in source,
+          f"`{name}` calls the course's reference implementation: write your own.")

@@ -1,0 +1,125 @@
+"""Loading policies, picking the device, seeding.
+
+``load_policy("tiny")`` loads the course's own GPT-2 from ``data/tiny-gpt2`` (offline, CPU-fast);
+``load_policy("gpt2")`` or ``load_policy("distilgpt2")`` load the Hub models through the same
+``from_pretrained`` call (needs network, meant for Colab/GPU); a local folder path works too.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .paths import REBUILD_HINT, TINY_MODEL_DIR
+
+HUB_MODELS = ("gpt2", "distilgpt2")
+MODEL_CHOICES = ("tiny",) + HUB_MODELS
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """CUDA when present (or ``prefer``), else the CPU."""
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; returns a CPU ``torch.Generator`` seeded the same."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_model(name: str = "tiny") -> str:
+    """The folder or Hub id that ``from_pretrained`` should load for ``name``."""
+    if name == "tiny":
+        if not (TINY_MODEL_DIR / "model.safetensors").exists():
+            raise FileNotFoundError(f"the tiny GPT-2 is missing from {TINY_MODEL_DIR}: {REBUILD_HINT}")
+        return str(TINY_MODEL_DIR)
+    if name in HUB_MODELS:
+        return name
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_CHOICES)} or a local model folder")
+
+
+def _offline_error(name: str, exc: Exception) -> RuntimeError:
+    return RuntimeError(
+        f"could not load {name!r} from the Hugging Face Hub ({type(exc).__name__}: {exc}). "
+        "Hub models need network access (e.g. on Colab); offline, use the course's own model: load_policy('tiny')."
+    )
+
+
+def load_tokenizer(name: str = "tiny"):
+    """The tokenizer of a policy, left-padding, with a pad token distinct from EOS where the model has one."""
+    from transformers import AutoTokenizer
+
+    source = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        if name in HUB_MODELS:
+            raise _offline_error(name, exc) from exc
+        raise
+    if tokenizer.pad_token is None:  # Hub GPT-2 has no pad token: reuse EOS (masks are built from lengths)
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_policy(name: str = "tiny", device: str | torch.device | None = None):
+    """``(model, tokenizer)`` for a policy name: ``"tiny"`` (default), a Hub id, or a local folder."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model(name)
+    tokenizer = load_tokenizer(name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source)
+    except OSError as exc:
+        if name in HUB_MODELS:
+            raise _offline_error(name, exc) from exc
+        raise
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.to(get_device(device)).eval(), tokenizer
+
+
+class ValueHeadModel(torch.nn.Module):
+    """A causal LM with a scalar head on the last hidden state: the critic ``V(s_t)`` or a reward model.
+
+    ``forward`` returns per-position values ``(B, L)``: ``values[:, t]`` is the value of the prefix
+    ending at token ``t``.
+    """
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+        hidden = lm.config.n_embd if hasattr(lm.config, "n_embd") else lm.config.hidden_size
+        self.head = torch.nn.Linear(hidden, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids, attention_mask):
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask,
+                      position_ids=position_ids_from_mask(attention_mask), output_hidden_states=True)
+        return self.head(out.hidden_states[-1]).squeeze(-1)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions 0, 1, 2, ... counted over real tokens only, so left padding does not shift them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def set_threads() -> None:
+    """Use every core on CPU (torch sometimes starts with fewer)."""
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, os.cpu_count() or 1))

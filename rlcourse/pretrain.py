@@ -1,0 +1,89 @@
+"""Pre-train the course's tiny GPT-2 on its own synthetic text (run through ``python -m rlcourse.build``)."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    n_layer: int = 4
+    n_embd: int = 192
+    n_head: int = 6
+    n_positions: int = 128
+    vocab_size: int = 2048
+    steps: int = 1600
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup: int = 100
+    weight_decay: float = 0.1
+    n_problems: int = 60_000
+    n_reviews: int = 40_000
+    seed: int = 0
+
+    def smoke(self) -> "PretrainConfig":
+        return replace(self, n_layer=1, n_embd=32, n_head=2, steps=3, batch_size=8, n_problems=200, n_reviews=200,
+                       vocab_size=400)
+
+
+def model_config(cfg: PretrainConfig, tokenizer):
+    from transformers import GPT2Config
+
+    return GPT2Config(vocab_size=len(tokenizer), n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+                      n_head=cfg.n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+
+
+def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig):
+    """Next-token training on whole documents (each ending in EOS), one document per row."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(cfg.seed)
+    model = GPT2LMHeadModel(model_config(cfg, tokenizer))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"tiny GPT-2: {n_params / 1e6:.2f}M parameters")
+
+    ids = [tokenizer(d)["input_ids"][: cfg.n_positions - 1] + [tokenizer.eos_token_id] for d in docs]
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    start, losses = time.time(), []
+    bar = tqdm(range(cfg.steps), desc="pre-training", mininterval=5)
+    for step in bar:
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        rows = [ids[i] for i in torch.randint(len(ids), (cfg.batch_size,), generator=gen).tolist()]
+        width = max(map(len, rows))
+        input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+        labels = torch.full((len(rows), width), -100)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            input_ids[r, : len(row)] = torch.tensor(row)
+            labels[r, : len(row)] = torch.tensor(row)
+            attention[r, : len(row)] = 1
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    print(f"pre-training: {cfg.steps} steps in {time.time() - start:.0f} s, final loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return model

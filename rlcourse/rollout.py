@@ -1,0 +1,115 @@
+"""Rollouts: sample completions from a policy, and score them with per-token log-probs.
+
+A batch is left-padded prompts followed by sampled completions:
+
+    prompt_ids  [pad pad p1 p2 p3]   completion_ids  [c1 c2 EOS pad]
+    prompt_mask [ 0   0  1  1  1 ]   completion_mask [ 1  1  1   0 ]
+
+GPT-2 reads absolute positions, so a left-padded row must be given ``position_ids`` that start at
+0 on its first real token; without them its log-probs are silently wrong (and RL stops learning).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .model import position_ids_from_mask
+from .reference import completion_mask as _completion_mask
+from .reference import token_log_probs as _token_log_probs
+
+
+@dataclass
+class Rollout:
+    prompts: list[str]
+    prompt_ids: torch.Tensor  # (B, P) long, left-padded
+    prompt_mask: torch.Tensor  # (B, P) long
+    completion_ids: torch.Tensor  # (B, T) long, padded after EOS
+    completion_mask: torch.Tensor  # (B, T) float: 1 up to and including the first EOS
+    texts: list[str]  # decoded completions, without EOS
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return torch.cat([self.prompt_ids, self.completion_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return torch.cat([self.prompt_mask, self.completion_mask.long()], dim=1)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def encode_prompts(tokenizer, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+@torch.no_grad()
+def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
+                       num_samples: int = 1, return_scores: bool = False):
+    """Sample ``num_samples`` completions per prompt (consecutive rows share a prompt).
+
+    Pure ancestral sampling from ``softmax(logits / temperature)``: no top-k, no top-p. With
+    ``return_scores`` also returns the sampler's own log-probs of the sampled tokens ``(B, T)``.
+    """
+    device = next(model.parameters()).device
+    prompts = [p for p in prompts for _ in range(num_samples)]
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    was_training = model.training
+    model.eval()
+    out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=temperature,
+                         top_k=0, top_p=1.0, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True, output_scores=return_scores)
+    model.train(was_training)
+    completion_ids = out.sequences[:, prompt_ids.shape[1]:]
+    mask = _completion_mask(completion_ids, tokenizer.eos_token_id)
+    texts = decode_completions(tokenizer, completion_ids, mask)
+    rollout = Rollout(prompts, prompt_ids, prompt_mask, completion_ids, mask, texts)
+    if not return_scores:
+        return rollout
+    scores = torch.stack(out.scores, dim=1)  # (B, T, V): logits / temperature, as sampled
+    return rollout, _token_log_probs(scores, completion_ids) * mask
+
+
+def decode_completions(tokenizer, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+    texts = []
+    for ids, m in zip(completion_ids.tolist(), mask.tolist()):
+        kept = [i for i, keep in zip(ids, m) if keep and i != tokenizer.eos_token_id]
+        texts.append(tokenizer.decode(kept, skip_special_tokens=True))
+    return texts
+
+
+def completion_logits(model, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:
+    """Logits ``(B, T, V)`` aligned with the completion: ``logits[:, t]`` produced ``completion_ids[:, t]``."""
+    input_ids, attention_mask = rollout.input_ids, rollout.attention_mask
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=position_ids_from_mask(attention_mask)).logits
+    P = rollout.prompt_ids.shape[1]
+    return logits[:, P - 1:-1] / temperature
+
+
+def completion_logps(model, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:
+    """Per-token log-probs ``(B, T)`` of the completion under ``model`` (0 where masked out)."""
+    logps = _token_log_probs(completion_logits(model, rollout, temperature), rollout.completion_ids)
+    return logps * rollout.completion_mask
+
+
+def completion_values(value_model, rollout: Rollout) -> torch.Tensor:
+    """A value head's ``V(s_t)`` ``(B, T)`` for each completion token's state (the prefix before it)."""
+    values = value_model(rollout.input_ids, rollout.attention_mask)
+    P = rollout.prompt_ids.shape[1]
+    return values[:, P - 1:-1] * rollout.completion_mask
+
+
+def batch_from_texts(tokenizer, prompts: list[str], completions: list[str], device="cpu") -> Rollout:
+    """A rollout built from given text (e.g. SFT targets or preference pairs); each completion gets an EOS."""
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+    rows = [tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for c in completions]
+    width = max(map(len, rows))
+    completion_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width))
+    for r, row in enumerate(rows):
+        completion_ids[r, : len(row)] = torch.tensor(row)
+        mask[r, : len(row)] = 1
+    return Rollout(list(prompts), prompt_ids, prompt_mask, completion_ids.to(device), mask.to(device), list(completions))

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One entry point for the course, on a fresh machine:
+#   bash scripts/course.sh lab     set up (once) and start JupyterLab on notebooks/
+#   bash scripts/course.sh test    set up (once) and run every test
+#   bash scripts/course.sh setup   set up only
+# The environment is a virtualenv in .venv with torch 2.13.0 (CPU) pinned; it is rebuilt when
+# pyproject.toml or scripts/constraints.txt change. Set PYTHON to choose the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY=${PYTHON:-python3}
+STAMP="$VENV/.course-stamp"
+want=$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -d' ' -f1)
+
+setup() {
+  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then return; fi
+  echo "==> setting up $VENV (torch 2.13.0 CPU, the course package, JupyterLab, nbgrader, pytest)"
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+  "$VENV/bin/python" -m pip install --quiet -c scripts/constraints.txt -e ".[course,test]"
+  echo "$want" > "$STAMP"
+}
+
+cmd=${1:-lab}
+shift || true
+case "$cmd" in
+  setup) setup ;;
+  lab)
+    setup
+    export HF_HUB_OFFLINE=1
+    exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT/notebooks" "$@" ;;
+  test)
+    setup
+    export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+    exec "$VENV/bin/python" -m pytest "$@" ;;
+  *) echo "usage: bash scripts/course.sh [lab|test|setup] [args...]" >&2; exit 2 ;;
+esac
