@@ -1,0 +1,70 @@
+"""Rollouts: training log-probs equal the sampler's own, on a left-padded batch."""
+import pytest
+import torch
+
+from rlcourse.model import load_policy, position_ids_from_mask, seed_everything
+from rlcourse.rollout import batch_from_texts, completion_logps, sample_completions
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return load_policy("tiny")
+
+
+PROMPTS = ["Review:", "Question: A bus carries seven passengers. Then another one gets off. "
+           "How many passengers are on the bus?\nAnswer:", "A customer writes:"]
+
+
+def test_training_logps_equal_sampler_scores_on_left_padded_batch(policy):
+    model, tok = policy
+    seed_everything(0)
+    rollout, sampler_logps = sample_completions(model, tok, PROMPTS, max_new_tokens=24, num_samples=2,
+                                                return_scores=True)
+    assert (rollout.prompt_mask == 0).any(), "the batch must really be left-padded"
+    with torch.no_grad():
+        train_logps = completion_logps(model, rollout)
+    mask = rollout.completion_mask
+    assert torch.all(train_logps[mask == 0] == 0)
+    assert (train_logps - sampler_logps).abs().max().item() < 1e-4
+    # the same forward without position_ids gets the padded rows wrong: why the helper passes them
+    with torch.no_grad():
+        logits = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask).logits
+    P = rollout.prompt_ids.shape[1]
+    naive = torch.log_softmax(logits[:, P - 1:-1], -1).gather(-1, rollout.completion_ids[..., None]).squeeze(-1)
+    padded_rows = (rollout.prompt_mask == 0).any(-1)
+    assert ((naive - train_logps) * mask)[padded_rows].abs().max().item() > 1e-3
+
+
+def test_completion_mask_keeps_eos_and_texts_drop_it(policy):
+    model, tok = policy
+    seed_everything(1)
+    rollout = sample_completions(model, tok, ["Review:"] * 16, max_new_tokens=40)
+    ids, mask = rollout.completion_ids, rollout.completion_mask
+    finished = (ids == tok.eos_token_id).any(-1)
+    assert finished.any(), "the tiny model should end most reviews within 40 tokens"
+    for row in torch.nonzero(finished).flatten().tolist():
+        first = (ids[row] == tok.eos_token_id).nonzero()[0].item()
+        assert mask[row, : first + 1].eq(1).all() and mask[row, first + 1:].eq(0).all()
+        assert tok.eos_token not in rollout.texts[row]
+
+
+def test_position_ids_count_real_tokens_only():
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]
+
+
+def test_batch_from_texts_scores_given_completions(policy):
+    model, tok = policy
+    batch = batch_from_texts(tok, ["Review:", "Question: Two birds sit on a wire.\nAnswer:"],
+                             [" I had a matcha.", " 2 + 1 = 3. The answer is 3."])
+    assert batch.completion_mask.sum(-1).tolist() == [len(tok(" I had a matcha.")["input_ids"]) + 1,
+                                                      len(tok(" 2 + 1 = 3. The answer is 3.")["input_ids"]) + 1]
+    with torch.no_grad():
+        logps = completion_logps(model, batch)
+    # each row alone (no padding) gives the same log-probs
+    for i in range(2):
+        single = batch_from_texts(tok, [batch.prompts[i]], [batch.texts[i]])
+        with torch.no_grad():
+            alone = completion_logps(model, single)[0]
+        n = int(batch.completion_mask[i].sum())
+        assert torch.allclose(logps[i, :n], alone[:n], atol=1e-5)
