@@ -1,0 +1,89 @@
+"""Run the solution notebooks end to end and report wall time and learning outcomes.
+
+    python benchmarks/notebooks.py                      # every notebook, full mode (RLCOURSE_REDUCED=0)
+    python benchmarks/notebooks.py --reduced            # reduced mode (what tests and grading run)
+    python benchmarks/notebooks.py 02_policy_gradients 03_actor_critic
+
+Training cells print summary lines ``[result] name = value``; this script collects them from the
+executed notebooks' outputs and prints them per notebook, with the wall time against the budget
+(full mode <= 5 minutes, reduced mode <= 60 s per notebook). ``--save DIR`` keeps the executed
+notebooks (with outputs and plots) for inspection.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = re.compile(r"^\[result\]\s+(\S+)\s*=\s*(.+?)\s*$", re.MULTILINE)
+BUDGET_S = {"full": 300, "reduced": 60}
+
+
+def assignment_ids() -> list[str]:
+    source = ROOT / "solutions"
+    return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+
+def results_of(nb) -> dict[str, str]:
+    found = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") if out.get("output_type") == "stream" else ""
+            for name, value in RESULT.findall(text):
+                found[name] = value
+    return found
+
+
+def run(assignment: str, reduced: bool, save: Path | None) -> tuple[float, dict[str, str], str | None]:
+    nb = nbformat.read(str(ROOT / "solutions" / assignment / f"{assignment}.ipynb"), as_version=4)
+    os.environ["RLCOURSE_REDUCED"] = "1" if reduced else "0"  # the kernel inherits the environment
+    error = None
+    start = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=1800, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT / "solutions" / assignment)}}).execute()
+    except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    elapsed = time.perf_counter() - start
+    if save:
+        save.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(save / f"{assignment}.ipynb"))
+    return elapsed, results_of(nb), error
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ids", nargs="*", help="assignment ids (default: all in solutions/)")
+    parser.add_argument("--reduced", action="store_true", help="reduced mode (RLCOURSE_REDUCED=1)")
+    parser.add_argument("--save", type=Path, default=None, help="folder for the executed notebooks")
+    args = parser.parse_args(argv)
+    mode = "reduced" if args.reduced else "full"
+    failures = 0
+    summary = []
+    for assignment in args.ids or assignment_ids():
+        print(f"==> {assignment} ({mode} mode)", flush=True)
+        elapsed, results, error = run(assignment, args.reduced, args.save)
+        verdict = "ok" if elapsed <= BUDGET_S[mode] else f"OVER the {BUDGET_S[mode]} s budget"
+        print(f"    wall time {elapsed:.1f} s ({verdict})")
+        for name, value in results.items():
+            print(f"    {name} = {value}")
+        if error:
+            failures += 1
+            print(f"    ERROR {error}")
+        summary.append((assignment, elapsed, error))
+        sys.stdout.flush()
+    print("\nsummary:")
+    for assignment, elapsed, error in summary:
+        print(f"  {assignment:24s} {elapsed:7.1f} s  {'ERROR' if error else 'ok'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
