@@ -6,7 +6,7 @@
 
 Training cells print summary lines ``[result] name = value``; this script collects them from the
 executed notebooks' outputs and prints them per notebook, with the wall time against the budget
-(full mode <= 5 minutes, reduced mode <= 60 s per notebook). ``--save DIR`` keeps the executed
+(00-03: full <= 5 min, reduced <= 60 s; 04-06: full <= 10 min, reduced <= 90 s). ``--save DIR`` keeps the executed
 notebooks (with outputs and plots) for inspection.
 """
 from __future__ import annotations
@@ -23,7 +23,12 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = re.compile(r"^\[result\]\s+(\S+)\s*=\s*(.+?)\s*$", re.MULTILINE)
-BUDGET_S = {"full": 300, "reduced": 60}
+BUDGET_S = {"full": 300, "reduced": 60}  # notebooks 00-03 (issue targets)
+BUDGET_S_LATE = {"full": 600, "reduced": 90}  # notebooks 04-06: PPO/RLHF, GRPO, DPO
+
+
+def budget(notebook_id: str, mode: str) -> int:
+    return (BUDGET_S_LATE if notebook_id[:2] >= "04" else BUDGET_S)[mode]
 
 
 def assignment_ids() -> list[str]:
@@ -70,7 +75,8 @@ def main(argv=None) -> int:
     for assignment in args.ids or assignment_ids():
         print(f"==> {assignment} ({mode} mode)", flush=True)
         elapsed, results, error = run(assignment, args.reduced, args.save)
-        verdict = "ok" if elapsed <= BUDGET_S[mode] else f"OVER the {BUDGET_S[mode]} s budget"
+        limit = budget(assignment, mode)
+        verdict = "ok" if elapsed <= limit else f"OVER the {limit} s budget"
         print(f"    wall time {elapsed:.1f} s ({verdict})")
         for name, value in results.items():
             print(f"    {name} = {value}")
