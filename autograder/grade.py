@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -228,7 +229,31 @@ def run_item(item: Item, src: nbs.SourceNotebook, template_db: Path, opts) -> Ou
         item.tags.add("tampering")
         item.notes.append(f"{name}: " + "; ".join(problems[:3]))
         answers[name] = nbs.STUB
-    zeroed = set(rejected)
+    key = hashlib.sha256(json.dumps([item.assignment, item.notebook, sorted(answers.items())]).encode()).hexdigest()
+    with _CACHE_LOCK:
+        lock = _CACHE_LOCKS.setdefault(key, threading.Lock())
+    with lock:  # identical answers run once: the executed notebook would be byte-identical
+        if key not in _CACHE or not opts.cache:
+            _CACHE[key] = execute(item, src, answers, template_db, opts)
+        points, tags, notes, feedback = _CACHE[key]
+    item.tags |= tags
+    item.notes += notes
+    points = dict(points)
+    for name in rejected:
+        points[name] = 0.0
+    return Outcome(item, points, max_points, feedback, time.time() - start)
+
+
+_CACHE: dict = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_LOCKS: dict = {}
+
+
+def execute(item: Item, src: nbs.SourceNotebook, answers: dict, template_db: Path, opts):
+    """Run the sanitized notebook in a worker process: (points, tags, notes, feedback html)."""
+    zero = {n: 0.0 for n in src.exercises}
+    tags, notes = set(), []
+    zeroed = set()
     neutralized: set[int] = set()
     for attempt in range(len(src.exercises) + 3):
         nb, roles = nbs.build(src, answers, neutralized, opts.max_cell_bytes)
@@ -263,18 +288,18 @@ def run_item(item: Item, src: nbs.SourceNotebook, template_db: Path, opts) -> Ou
                     if owner:
                         points[owner] += score
                 for i, what, report in result["guard"]:
-                    item.tags.add("tampering")
-                    item.notes.append(f"guard: {report}")
+                    tags.add("tampering")
+                    notes.append(f"guard: {report}")
                     if what:
                         zeroed.add(what)
                 if result["timeouts"]:
-                    item.tags.add("timeout")
-                    item.notes.append("cell timed out: " + ", ".join(str(w) for _, _, w in result["timeouts"]))
+                    tags.add("timeout")
+                    notes.append("cell timed out: " + ", ".join(str(w) for _, _, w in result["timeouts"]))
                 for name in zeroed:
                     points[name] = 0.0
                 fb = next((ws / "feedback").rglob("*.html"), None) if (ws / "feedback").exists() else None
                 feedback = fb.read_text(errors="replace") if fb else None
-                return Outcome(item, points, max_points, feedback, time.time() - start)
+                return points, tags, notes, feedback
             # the run did not finish: find the cell it was in, neutralize it, run again
             try:
                 cell = json.loads((ws / "progress.json").read_text())["cell"]
@@ -282,24 +307,24 @@ def run_item(item: Item, src: nbs.SourceNotebook, template_db: Path, opts) -> Ou
                 cell = None
             tag = "timeout" if killed else "kernel_died"
             if cell is None or cell in neutralized:
-                item.tags.add("error")
-                item.notes.append("the notebook could not be run: " + (result or {}).get("error", "")[-200:].strip())
-                return Outcome(item, zero, max_points, None, time.time() - start)
-            item.tags.add(tag)
+                tags.add("error")
+                notes.append("the notebook could not be run: " + (result or {}).get("error", "")[-200:].strip())
+                return zero, tags, notes, None
+            tags.add(tag)
             role, what = roles[cell]
             if role in ("answer", "test"):
                 idx = next(i for i, r in enumerate(roles) if r == ("answer", what))
                 neutralized.add(idx)
                 zeroed.add(what)
-                item.notes.append(f"{tag} in {role} cell of {what}: {what} scores 0")
+                notes.append(f"{tag} in {role} cell of {what}: {what} scores 0")
             else:
                 neutralized.add(cell)
-                item.notes.append(f"{tag} in cell {cell}: skipped")
+                notes.append(f"{tag} in cell {cell}: skipped")
         finally:
             if not opts.keep:
                 shutil.rmtree(ws, ignore_errors=True)
-    item.tags.add("error")
-    return Outcome(item, zero, max_points, None, time.time() - start)
+    tags.add("error")
+    return zero, tags, notes, None
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -360,7 +385,7 @@ def feedback_page(outcome: Outcome, status: str) -> str:
 
 def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | None = None, workers: int = 2,
           timeout: float = 900, cell_timeout: int = 120, memory_gb: float = 6.0, keep: bool = False,
-          quiet: bool = False, max_cell_bytes: int = 20_000) -> list[dict]:
+          quiet: bool = False, max_cell_bytes: int = 20_000, cache: bool = True) -> list[dict]:
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
@@ -371,7 +396,9 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     db_url = db_url or f"sqlite:///{course_root / 'gradebook.db'}"
     tmp = Path(tempfile.mkdtemp(prefix="rlgrade-batch-"))
     opts = argparse.Namespace(timeout=timeout, cell_timeout=cell_timeout, memory_gb=memory_gb, keep=keep,
-                              tmp=tmp, max_cell_bytes=max_cell_bytes)
+                              tmp=tmp, max_cell_bytes=max_cell_bytes, cache=cache)
+    _CACHE.clear()
+    _CACHE_LOCKS.clear()
     try:
         template = tmp / "template"
         template.mkdir()
@@ -451,9 +478,11 @@ def main(argv=None) -> int:
     p.add_argument("--memory-gb", type=float, default=6.0, help="address-space limit per submission")
     p.add_argument("--keep", action="store_true", help="keep the per-submission workspaces (debugging)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run every submission even when its answers equal another's (benchmarks)")
     a = p.parse_args(argv)
     grade(a.submissions, a.out, a.course_root.resolve(), a.db, a.workers, a.timeout, a.cell_timeout, a.memory_gb,
-          a.keep, a.quiet)
+          a.keep, a.quiet, cache=not a.no_cache)
     return 0
 
 

@@ -93,8 +93,22 @@ def install(ip, max_cell_bytes=MAX_CELL_BYTES):
     events = {name: list(cbs) for name, cbs in ip.events.callbacks.items()}
     custom_exc = (ip.custom_exceptions, ip.CustomTB)
 
-    def verify(where=""):
+    protected = {}  # notebook globals bound by the course's own cells (setup imports, helpers)
+
+    def protect(names):
+        for name in names:
+            if name in ip.user_ns:
+                protected[name] = ip.user_ns[name]
+
+    def verify(where="", protect_names=()):
+        if protect_names:
+            protect(protect_names)
+            return []
         found = []
+        for name, value in protected.items():
+            if ip.user_ns.get(name, missing) is not value:
+                found.append(f"notebook name {name}")
+                ip.user_ns[name] = value
         for label, (owner, name, original) in watched.items():
             try:
                 current = _get(owner, name)

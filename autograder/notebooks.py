@@ -249,6 +249,10 @@ def build(src: SourceNotebook, answers: dict[str, str], neutralized: set[int] = 
                 cell.source = "pass  # this cell was skipped by the grader (it stopped the kernel)"
             cells.append(cell)
             roles.append(("other", i))
+            bound = sorted(top_level_names(source_text(cell), True) - set(src.exercises)) if cell.cell_type == "code" else []
+            if bound:
+                cells.append(nbformat.v4.new_code_cell(f"__rlcourse_guard__('protect', {bound!r});"))
+                roles.append(("guard", None))
     for cell in cells:
         cell.outputs = [] if cell.cell_type == "code" else cell.get("outputs", None) or []
         if cell.cell_type != "code":
@@ -259,10 +263,39 @@ def build(src: SourceNotebook, answers: dict[str, str], neutralized: set[int] = 
     return nb, roles
 
 
+def top_level_names(source: str, definitions_only: bool = False) -> set[str]:
+    """Names a cell binds at the top level (imports, defs, and unless ``definitions_only`` assignments)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif not definitions_only:
+            names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return names
+
+
+def course_names(src: SourceNotebook) -> set[str]:
+    """Names the course's own cells (setup, demo, tests) bind: an answer cell may not rebind them."""
+    names = set()
+    for cell in src.nb.cells:
+        if cell.cell_type == "code" and not (nbmeta(cell).get("solution") and not nbmeta(cell).get("grade")):
+            names |= top_level_names(source_text(cell), definitions_only=True)
+    return names - set(src.exercises)
+
+
 def scan_answers(src: SourceNotebook, answers: dict[str, str]) -> dict[str, list[str]]:
     found = {}
+    protected = course_names(src)
     for name, text in answers.items():
         problems = scan.scan(text, src.reference_aliases)
+        rebound = sorted((top_level_names(text) & protected) - {"torch", "np", "numpy", "math", "F", "nn"})
+        problems += [f"rebinds `{n}`, which the course's cells define" for n in rebound]
         if problems:
             found[name] = problems
     return found
