@@ -32,7 +32,7 @@ from . import notebooks as nbs
 REPO = Path(__file__).resolve().parent.parent
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 STATUS_ORDER = ["ok", "missing", "empty", "invalid_json", "too_large", "renamed", "outdated", "duplicate_ids",
-                "tests_edited", "timeout", "kernel_died", "tampering", "error"]
+                "tests_edited", "timeout", "memory", "kernel_died", "tampering", "error"]
 
 
 # ----------------------------------------------------------------------------- nbgrader set-up
@@ -281,6 +281,9 @@ def execute(item: Item, src: nbs.SourceNotebook, answers: dict, template_db: Pat
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             result = json.loads((ws / "result.json").read_text()) if (ws / "result.json").exists() else None
+            if result and result.get("retry"):
+                notes.append(result["retry"] + ": run again")
+                continue
             if result and result["success"]:
                 points = dict(zero)
                 for gid, (score, _) in result["grades"].items():
@@ -295,6 +298,10 @@ def execute(item: Item, src: nbs.SourceNotebook, answers: dict, template_db: Pat
                 if result["timeouts"]:
                     tags.add("timeout")
                     notes.append("cell timed out: " + ", ".join(str(w) for _, _, w in result["timeouts"]))
+                oom = sorted(n for n, ename in result["errors"].items() if ename == "MemoryError")
+                if oom:
+                    tags.add("memory")
+                    notes.append("memory limit reached in the tests of " + ", ".join(oom))
                 for name in zeroed:
                     points[name] = 0.0
                 fb = next((ws / "feedback").rglob("*.html"), None) if (ws / "feedback").exists() else None

@@ -39,9 +39,9 @@ def _progress_execute(progress_file: Path):
     class ProgressExecute(Execute):
         """nbgrader's Execute, writing the index of the cell it starts (to find what killed a kernel)."""
 
-        async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
-            progress_file.write_text(json.dumps({"cell": cell_index}))
-            return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        def preprocess_cell(self, cell, resources, index):
+            progress_file.write_text(json.dumps({"cell": index}))
+            return super().preprocess_cell(cell, resources, index)
 
     return ProgressExecute
 
@@ -94,6 +94,10 @@ def main(job_dir: str) -> int:
                 text = output.get("text", "") if output.get("output_type") == "stream" else ""
                 if role == "guard" and "RLCOURSE-GUARD:" in text:
                     result["guard"].append([i, what, text.split("RLCOURSE-GUARD:", 1)[1].strip()[:300]])
+                if i == 0 and output.get("output_type") == "error":
+                    result["retry"] = f"the grader's guard did not start ({output.get('ename')})"
+                elif role == "guard" and output.get("output_type") == "error":
+                    result["guard"].append([i, what, f"the guard itself failed ({output.get('ename')})"])
                 if output.get("output_type") == "error":
                     if output.get("ename") == "CellTimeoutError":
                         result["timeouts"].append([i, role, what])

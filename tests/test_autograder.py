@@ -76,8 +76,8 @@ def make_class(root: Path) -> dict[str, str]:
     s["dupwrongfirst"] = dump(nb)
     s["loop"] = dump(with_answers({"sft_loss": "def sft_loss(token_logps, mask):\n    while True:\n        pass\n",
                                    "sequence_log_prob": SEQ_OK}))
-    s["exit"] = dump(with_answers({"sft_loss": "import torch\ndef sft_loss(token_logps, mask):\n"
-                                   "    torch.multiprocessing.os._exit(1)\n", "sequence_log_prob": SEQ_OK}))
+    s["exit"] = dump(with_answers({"sft_loss": "import random\ndef sft_loss(token_logps, mask):\n"
+                                   "    random._os._exit(1)\n", "sequence_log_prob": SEQ_OK}))
     s["memory"] = dump(with_answers({"sft_loss": "def sft_loss(token_logps, mask):\n    x = [0] * (10 ** 10)\n    return x\n",
                                      "sequence_log_prob": SEQ_OK}))
     s["output"] = dump(with_answers({"sft_loss": SFT_OK + "for i in range(200000):\n    print('x' * 100)\n",
@@ -147,7 +147,7 @@ EXPECTED = {  # student: (sft_loss, sequence_log_prob, total, status)
     "dupwrongfirst": ("0", "2", "2", "duplicate_ids"),
     "loop": ("0", "2", "2", "timeout"),
     "exit": ("0", "2", "2", "kernel_died"),
-    "memory": ("0", "2", "2", "ok"),
+    "memory": ("0", "2", "2", "memory"),
     "output": ("3", "2", "5", "ok"),
     "colab": ("3", "2", "5", "ok"),
     "oldrelease": ("3", "2", "5", "outdated+tests_edited"),
@@ -162,7 +162,7 @@ def graded(tmp_path_factory):
     before = {p: p.read_bytes() for p in (COURSE / "solutions").rglob("*") if p.is_file()}
     out = root / "out"
     rows = grade(root / "submitted", out, COURSE, f"sqlite:///{root / 'gradebook.db'}", workers=2,
-                 timeout=120, cell_timeout=8, memory_gb=4.0, quiet=True)
+                 timeout=120, cell_timeout=10, memory_gb=4.0, quiet=True)
     after = {p: p.read_bytes() for p in (COURSE / "solutions").rglob("*") if p.is_file()}
     assert before == after
     return root, out, rows
@@ -206,7 +206,7 @@ def test_zip_lms_export(tmp_path):
         zf.writestr("cy_333_homework.ipynb", full)  # renamed: recognised by its cells
         zf.writestr("dee_444_demo.ipynb", "{not json")
     rows = grade(z, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", workers=2, timeout=120,
-                 cell_timeout=8, quiet=True)
+                 cell_timeout=10, quiet=True)
     got = {r["student"]: (r["total"], r["status"]) for r in rows}
     assert got == {"ana": ("5", "ok"), "ben": ("0", "ok"), "cy": ("5", "renamed"), "dee": ("0", "invalid_json")}
 
