@@ -26,8 +26,9 @@ RELEASE = COURSE / "notebooks" / "demo" / "demo.ipynb"
 SFT_OK = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
           "    return -(token_logps * m).sum() / m.sum()\n")
 SEQ_OK = "def sequence_log_prob(token_logps, mask):\n    return (token_logps * mask.to(token_logps.dtype)).sum(-1)\n"
-# right on float masks (visible test), wrong on bool masks (hidden test): exactly 1 of 3 points
-SFT_PARTIAL = "def sft_loss(token_logps, mask):\n    return -(token_logps * mask).sum() / len(mask[0])\n"
+# the per-sequence mean: right on one row (visible test), wrong on two rows (hidden): 1 of 3 points
+SFT_PARTIAL = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
+               "    return (-(token_logps * m).sum(-1) / m.sum(-1)).mean()\n")
 
 
 def release_nb():
