@@ -162,7 +162,7 @@ def collect(path: Path, course, tmp: Path) -> list[Item]:
             student = _student_from_name(f.name)
             students.add(student)
             hit = None
-            for a, nb_names in course.items():
+            for a, nb_names in names.items():
                 for nb_name in nb_names:
                     if nb_name in f.stem or (len(nb_names) == 1 and a in f.stem):
                         hit = (a, nb_name)
