@@ -45,6 +45,8 @@ def main() -> None:
     print(f"students: {a.students}, workers: {a.workers}, rows at full marks: {full}/{len(rows)}")
     print(f"wall time: {wall:.1f} s for the class, {per_student:.1f} s per student "
           f"(sum of per-notebook times: {sum(float(r['seconds']) for r in rows) / a.students:.1f} s per student)")
+    for r in rows[: len(sources)]:
+        print(f"  {r['assignment']:<24} {r['total']:>5} / {r['max']:<5} {r['status']:<12} {r['seconds']:>6} s")
     print(f"class of 30 (extrapolated at {a.workers} workers): {per_student * 30 / 60:.1f} min")
 
 
