@@ -93,12 +93,16 @@ def install(ip, max_cell_bytes=MAX_CELL_BYTES):
     protected = {}  # notebook globals bound by the course's own cells (setup imports, helpers)
 
     def protect(names):
+        # after each of the course's own cells: what it registered (e.g. matplotlib's inline
+        # backend adds a post_execute callback on the first plot) is the course's, not tampering
+        events.clear()
+        events.update({name: list(cbs) for name, cbs in ip.events.callbacks.items()})
         for name in names:
             if name in ip.user_ns:
                 protected[name] = ip.user_ns[name]
 
     def verify(where="", protect_names=()):
-        if protect_names:
+        if where == "protect":
             protect(protect_names)
             return []
         found = []

@@ -250,7 +250,7 @@ def build(src: SourceNotebook, answers: dict[str, str], neutralized: set[int] = 
             cells.append(cell)
             roles.append(("other", i))
             bound = sorted(top_level_names(source_text(cell), True) - set(src.exercises)) if cell.cell_type == "code" else []
-            if bound:
+            if cell.cell_type == "code":
                 cells.append(nbformat.v4.new_code_cell(f"__rlcourse_guard__('protect', {bound!r});"))
                 roles.append(("guard", None))
     for cell in cells:
