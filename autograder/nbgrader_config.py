@@ -2,6 +2,13 @@
 
 solutions/<assignment>/<assignment>.ipynb  (source: solutions, visible and hidden tests)
 notebooks/<assignment>/<assignment>.ipynb  (release: generated, never edited by hand)
+
+`python -m autograder.grade` loads this file and then points ``CourseDirectory.root`` at a private
+workspace per submission; everything else below is what grading really runs with.
+Key names were checked against nbgrader 0.9.6: ``Execute`` (nbgrader's subclass of nbconvert's
+ExecutePreprocessor) redeclares ``timeout`` with its own default of 30 s, so the timeout must be set
+on ``Execute``; ``LimitOutput`` caps lines (not bytes: the kernel guard caps bytes, see
+autograder/guard.py).
 """
 import os
 
@@ -14,3 +21,18 @@ c.CourseDirectory.course_id = "rl-for-llms"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.ClearMetadataPreprocessor.enabled = True
+# NB: nbgrader's autograde pipeline also contains ClearMetadataPreprocessor, *before* SaveAutoGrades:
+# with this switch on, autograde strips the nbgrader metadata and every test cell scores nothing.
+# The grader (autograder/worker.py) turns it off for autograde; keep that in mind for manual runs.
+
+# --- execution under grading (NBGRADER_EXECUTION=autograde turns on rlcourse's reduced mode) ---
+c.Execute.timeout = int(os.environ.get("RLCOURSE_CELL_TIMEOUT", "120"))  # seconds per cell
+c.Execute.startup_timeout = 120          # kernel start (torch import on a busy machine)
+c.Execute.interrupt_on_timeout = True    # interrupt a cell that never ends, then go on
+c.Execute.raise_on_iopub_timeout = False
+c.Execute.execute_retries = 0
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+
+# --- output limits (lines per cell; bytes are capped inside the kernel by the guard) ---
+c.LimitOutput.max_lines = 200
+c.LimitOutput.max_traceback = 60

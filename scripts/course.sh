@@ -3,6 +3,8 @@
 #   bash scripts/course.sh lab     set up (once) and start JupyterLab on notebooks/
 #   bash scripts/course.sh test    set up (once) and run every test
 #   bash scripts/course.sh setup   set up only
+#   bash scripts/course.sh grade SUBMISSIONS [--out DIR] [--db URL] [--workers N] [--course-root DIR]
+#                                  grade a folder or zip of submissions (autograder/README.md)
 # The environment is a virtualenv in .venv with torch 2.13.0 (CPU) pinned; it is rebuilt when
 # pyproject.toml or scripts/constraints.txt change. Set PYTHON to choose the interpreter.
 set -euo pipefail
@@ -35,5 +37,9 @@ case "$cmd" in
     setup
     export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
     exec "$VENV/bin/python" -m pytest "$@" ;;
-  *) echo "usage: bash scripts/course.sh [lab|test|setup] [args...]" >&2; exit 2 ;;
+  grade)
+    setup
+    export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+    exec "$VENV/bin/python" -m autograder.grade "$@" ;;
+  *) echo "usage: bash scripts/course.sh [lab|test|setup|grade] [args...]" >&2; exit 2 ;;
 esac
