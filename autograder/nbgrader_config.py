@@ -20,10 +20,8 @@ c.CourseDirectory.release_directory = "notebooks"
 c.CourseDirectory.course_id = "rl-for-llms"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
-c.ClearMetadataPreprocessor.enabled = True
-# NB: nbgrader's autograde pipeline also contains ClearMetadataPreprocessor, *before* SaveAutoGrades:
-# with this switch on, autograde strips the nbgrader metadata and every test cell scores nothing.
-# The grader (autograder/worker.py) turns it off for autograde; keep that in mind for manual runs.
+# Never enable ClearMetadataPreprocessor here: generate_assignment does not use it, and nbgrader's
+# autograde runs it before SaveAutoGrades, so it would strip the grade metadata (every test scores 0).
 
 # --- execution under grading (NBGRADER_EXECUTION=autograde turns on rlcourse's reduced mode) ---
 c.Execute.timeout = int(os.environ.get("RLCOURSE_CELL_TIMEOUT", "120"))  # seconds per cell

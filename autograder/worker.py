@@ -25,8 +25,8 @@ def nbgrader_config(root: Path, db_url: str, cell_timeout: int | None = None):
     cfg.CourseDirectory.source_directory = "source"
     cfg.CourseDirectory.release_directory = "release"
     cfg.CourseDirectory.db_url = db_url
-    # the course config enables ClearMetadataPreprocessor (for the release); in autograde it would run
-    # before SaveAutoGrades and strip the nbgrader metadata, leaving every test cell unscored
+    # in autograde ClearMetadataPreprocessor runs before SaveAutoGrades and would strip the nbgrader
+    # metadata, leaving every test cell unscored: keep it off even if a local config turns it on
     cfg.ClearMetadataPreprocessor.enabled = False
     if cell_timeout:
         cfg.Execute.timeout = int(cell_timeout)
