@@ -270,6 +270,8 @@ def execute(item: Item, src: nbs.SourceNotebook, answers: dict, template_db: Pat
                 "roles": roles, "cell_timeout": opts.cell_timeout}))
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # each worker's share of the cores
+                env.setdefault(var, str(opts.threads))
             proc = subprocess.Popen([sys.executable, "-m", "autograder.worker", str(ws)], cwd=ws, env=env,
                                     stdout=subprocess.DEVNULL, stderr=open(ws / "worker.log", "wb"),
                                     preexec_fn=_limit(int(opts.memory_gb * 2**30)))
@@ -403,7 +405,8 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     db_url = db_url or f"sqlite:///{course_root / 'gradebook.db'}"
     tmp = Path(tempfile.mkdtemp(prefix="rlgrade-batch-"))
     opts = argparse.Namespace(timeout=timeout, cell_timeout=cell_timeout, memory_gb=memory_gb, keep=keep,
-                              tmp=tmp, max_cell_bytes=max_cell_bytes, cache=cache)
+                              tmp=tmp, max_cell_bytes=max_cell_bytes, cache=cache,
+                              threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
     _CACHE.clear()
     _CACHE_LOCKS.clear()
     try:

@@ -120,6 +120,12 @@ def count_parameters(model) -> int:
 
 
 def set_threads() -> None:
-    """Use every core on CPU (torch sometimes starts with fewer)."""
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    """Use every core on CPU (torch sometimes starts with fewer), or ``OMP_NUM_THREADS`` where it is set.
+
+    The grader sets ``OMP_NUM_THREADS`` to each parallel worker's share of the cores: kernels side by
+    side that each take every core slow each other down (grading took 2.2 times longer on 2 cores).
+    """
+    if torch.cuda.is_available():
+        return
+    share = os.environ.get("OMP_NUM_THREADS", "").strip()
+    torch.set_num_threads(int(share) if share.isdigit() and int(share) > 0 else max(1, os.cpu_count() or 1))

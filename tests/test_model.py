@@ -81,3 +81,17 @@ def test_seed_everything_repeats_sampling():
     b = course_model.seed_everything(3)
     y = torch.rand(3), torch.rand(3, generator=b)
     assert all(torch.equal(u, v) for u, v in zip(x, y))
+
+
+def test_set_threads_takes_the_graders_share(monkeypatch):
+    """The grader runs kernels side by side and sets OMP_NUM_THREADS to each one's share of the cores."""
+    before, share = torch.get_num_threads(), (os.cpu_count() or 1) + 1  # differs from "every core"
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", str(share))
+        course_model.set_threads()
+        assert torch.get_num_threads() == share
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        course_model.set_threads()
+        assert torch.get_num_threads() == max(1, os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(before)
