@@ -9,19 +9,24 @@ split holds templates never seen in training (a scene with an operation order it
 start numbers never seen as a start. Every phrase still occurs in training, so the held-out set
 asks the model to compose what it knows.
 
-The pre-training corpus is noisy on purpose: in ``NOISE`` of its solutions one step's result is
-off, so the pre-trained model is right only some of the time, and RL has room to sharpen it.
+The pre-training corpus is noisy on purpose, in two ways. In ``NOISE`` of its solutions one step's
+result is off (a slip, different every time); in ``LAZY`` of them the answer line repeats the result
+before the last step (a habit, the same every time). The pre-trained model copies both, so it is
+right only some of the time, and RL has room to improve it: the habit is one behaviour that a reward
+can remove everywhere at once, the slips are many separate facts.
 """
 from __future__ import annotations
 
 import itertools
 import json
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 OPS = ("add", "sub", "half", "double", "one_less")
-NOISE = 0.3
+NOISE = 0.2   # share of corpus solutions with an arithmetic slip in one step
+LAZY = 0.3    # share of corpus answers that stop one step short
 MAX_VALUE = 60
 HELDOUT_STARTS = frozenset({7, 13, 18, 23})
 NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -151,21 +156,27 @@ def generate_problems(n: int, split: str = "train", seed: int = 0) -> list[WordP
     return problems
 
 
-def noisy_solution(problem: WordProblem, rng: random.Random, noise: float = NOISE) -> str:
-    """The solution as the corpus writes it: with probability ``noise`` one step goes wrong."""
-    if rng.random() >= noise:
-        return problem.solution
+def noisy_solution(problem: WordProblem, rng: random.Random, noise: float = NOISE, lazy: float = LAZY) -> str:
+    """The solution as the corpus writes it, with two kinds of mistakes drawn independently.
+
+    With probability ``noise`` one step's result is off by 1 to 3 (an arithmetic slip, different in
+    every document). With probability ``lazy`` the answer line repeats the result *before* the last
+    step: the writer stopped one step short, the same habit in every document.
+    """
+    slip = rng.random() < noise
     wrong_step = rng.randrange(len(problem.ops))
-    x, steps = problem.start, []
-    ks = _recover_ks(problem)
-    for i, (op, k) in enumerate(zip(problem.ops, ks)):
+    stop_short = rng.random() < lazy
+    x, steps, results = problem.start, [], []
+    for i, (op, k) in enumerate(zip(problem.ops, _recover_ks(problem))):
         y, step = _apply(op, x, k)
-        if i == wrong_step:
+        if slip and i == wrong_step:
             y = max(0, y + rng.choice([-3, -2, -1, 1, 2, 3]))
             step = step.rsplit("=", 1)[0] + f"= {y}"
         x = y
         steps.append(step)
-    return " " + ". ".join(steps) + f". The answer is {x}."
+        results.append(y)
+    answer = results[-2] if stop_short else results[-1]
+    return " " + ". ".join(steps) + f". The answer is {answer}."
 
 
 def _recover_ks(problem: WordProblem) -> list[int]:
@@ -176,9 +187,9 @@ def _recover_ks(problem: WordProblem) -> list[int]:
     return ks
 
 
-def problem_corpus(problems: list[WordProblem], seed: int = 0, noise: float = NOISE) -> list[dict]:
+def problem_corpus(problems: list[WordProblem], seed: int = 0, noise: float = NOISE, lazy: float = LAZY) -> list[dict]:
     rng = random.Random(seed)
-    return [{"prompt": p.prompt, "text": noisy_solution(p, rng, noise)} for p in problems]
+    return [{"prompt": p.prompt, "text": noisy_solution(p, rng, noise, lazy)} for p in problems]
 
 
 def save_problems(problems: list[WordProblem], path: Path) -> None:
@@ -195,3 +206,14 @@ def load_problems(split: str = "heldout", data_dir: Path | None = None) -> list[
     path = data_file(f"problems/{split}.jsonl", data_dir)
     with open(path) as f:
         return [WordProblem(**{**row, "ops": tuple(row["ops"])}) for row in map(json.loads, f)]
+
+
+def stops_short(completion: str) -> bool:
+    """Whether a worked answer has the corpus's habit: its answer line repeats the result before the last step.
+
+    ``" 10 / 2 = 5. 5 - 1 = 4. The answer is 5."`` stops short; ``"... The answer is 4."`` does not.
+    """
+    results = re.findall(r"= (-?\d+)", completion)
+    stated = re.search(r"The answer is (-?\d+)", completion)
+    return (stated is not None and len(results) >= 2
+            and int(stated.group(1)) == int(results[-2]) != int(results[-1]))

@@ -70,13 +70,44 @@ def test_generators_are_deterministic():
     assert problems.problem_corpus(a, seed=1) == problems.problem_corpus(b, seed=1)
 
 
+def _step_results(text: str) -> list[tuple[bool, int]]:
+    """Each written step of a solution: (is its arithmetic right, its stated result)."""
+    out = []
+    for a, op, b, c in re.findall(r"(\d+) ([-+*/]) (\d+) = (-?\d+)", text):
+        a, b, c = int(a), int(b), int(c)
+        right = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+        out.append((right == c, c))
+    return out
+
+
 def test_noisy_corpus_is_wrong_at_the_stated_rate():
     ps = problems.generate_problems(2000, "train", seed=1)
     rng = random.Random(0)
     wrong = sum(answer_reward(problems.noisy_solution(p, rng), p.answer) == 0.0 for p in ps) / len(ps)
-    assert abs(wrong - problems.NOISE) < 0.04
+    expected = 1 - (1 - problems.NOISE) * (1 - problems.LAZY)  # the two mistakes are independent
+    assert abs(wrong - expected) < 0.04
     # a noisy solution still reads as a worked solution ending in "The answer is N."
     assert re.fullmatch(r"( \d+ [-+*/] \d+ = \d+\.)+ The answer is \d+\.", problems.noisy_solution(ps[0], rng))
+
+
+def test_a_slip_breaks_exactly_one_step():
+    rng = random.Random(0)
+    for p in problems.generate_problems(200, "train", seed=2):
+        text = problems.noisy_solution(p, rng, noise=1.0, lazy=0.0)
+        steps = _step_results(text)
+        assert len(steps) == len(p.ops) and sum(not ok for ok, _ in steps) == 1, text
+        assert text.endswith(f"The answer is {steps[-1][1]}.")  # the answer line follows the (wrong) work
+
+
+def test_a_lazy_answer_repeats_the_result_before_the_last_step():
+    rng = random.Random(0)
+    for p in problems.generate_problems(200, "train", seed=3):
+        text = problems.noisy_solution(p, rng, noise=0.0, lazy=1.0)
+        steps = _step_results(text)
+        assert all(ok for ok, _ in steps), text  # the work itself is right
+        assert text.endswith(f"The answer is {steps[-2][1]}."), text
+    clean = problems.noisy_solution(p, rng, noise=0.0, lazy=0.0)
+    assert clean == p.solution
 
 
 def test_bad_split_and_missing_file_are_explained(tmp_path):
@@ -84,3 +115,16 @@ def test_bad_split_and_missing_file_are_explained(tmp_path):
         problems.generate_problems(1, "test")
     with pytest.raises(FileNotFoundError, match="rlcourse.build"):
         problems.load_problems("train", data_dir=tmp_path)
+
+
+def test_stops_short_spots_the_habit_only():
+    assert problems.stops_short(" 10 / 2 = 5. 5 - 1 = 4. The answer is 5.")
+    assert not problems.stops_short(" 10 / 2 = 5. 5 - 1 = 4. The answer is 4.")
+    assert not problems.stops_short(" 10 / 2 = 5. 5 - 1 = 4. The answer is 10.")  # wrong, but not this habit
+    assert not problems.stops_short(" 10 / 2 = 5. The answer is 5.")  # one step: nothing to stop short of
+    assert not problems.stops_short(" 4 * 2 = 8. 8 / 2 = 4. 4 - 1 = 3")  # no answer line
+    rng = random.Random(0)
+    ps = problems.generate_problems(300, "train", seed=4)
+    lazy = [problems.noisy_solution(p, rng, noise=0.0, lazy=1.0) for p in ps]
+    assert all(map(problems.stops_short, lazy))  # every last step changes the number, so the habit always shows
+    assert not any(problems.stops_short(p.solution) for p in ps)
