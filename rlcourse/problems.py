@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 OPS = ("add", "sub", "half", "double", "one_less")
-NOISE = 0.2   # share of corpus solutions with an arithmetic slip in one step
-LAZY = 0.3    # share of corpus answers that stop one step short
+NOISE = 0.1   # share of corpus solutions with an arithmetic slip in one step
+LAZY = 0.5    # share of corpus answers that stop one step short
 MAX_VALUE = 60
 HELDOUT_STARTS = frozenset({7, 13, 18, 23})
 NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
