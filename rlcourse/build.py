@@ -1,7 +1,7 @@
 """Rebuild the course's data sets, tokenizer and (with ``--pretrain``) the tiny GPT-2 from seeds.
 
     python -m rlcourse.build                 # data/ sets and the tokenizer (seconds)
-    python -m rlcourse.build --pretrain      # ... and pre-train data/tiny-gpt2 (about 15 CPU minutes)
+    python -m rlcourse.build --pretrain      # ... and pre-train data/tiny-gpt2 (about 22 minutes on 2 cores)
     python -m rlcourse.build --pretrain --smoke --out /tmp/tiny   # a few steps, for tests
 
 Everything is deterministic in ``--seed``; the shipped files were made with the defaults.
