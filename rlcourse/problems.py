@@ -13,7 +13,7 @@ The pre-training corpus is noisy on purpose, in two ways. In ``NOISE`` of its so
 result is off (a slip, different every time); in ``LAZY`` of them the answer line repeats the result
 before the last step (a habit, the same every time). The pre-trained model copies both, so it is
 right only some of the time, and RL has room to improve it: the habit is one behaviour that a reward
-can remove everywhere at once, the slips are many separate facts.
+can remove everywhere at once; the slips are scattered, a different step in every answer.
 """
 from __future__ import annotations
 
