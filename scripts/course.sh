@@ -32,7 +32,9 @@ case "$cmd" in
   lab)
     setup
     export HF_HUB_OFFLINE=1
-    exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT/notebooks" "$@" ;;
+    extra=()
+    [ "$(id -u)" = 0 ] && extra+=(--allow-root)  # containers often run as root; Jupyter refuses without it
+    exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT/notebooks" "${extra[@]}" "$@" ;;
   test)
     setup
     export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
