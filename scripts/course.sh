@@ -34,7 +34,7 @@ case "$cmd" in
     export HF_HUB_OFFLINE=1
     extra=()
     [ "$(id -u)" = 0 ] && extra+=(--allow-root)  # containers often run as root; Jupyter refuses without it
-    exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT/notebooks" "${extra[@]}" "$@" ;;
+    exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT/notebooks" ${extra[@]+"${extra[@]}"} "$@" ;;  # (this form also works on bash 3.2 with set -u)
   test)
     setup
     export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
