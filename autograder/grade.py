@@ -1,9 +1,14 @@
-"""Grade a class: ``python -m autograder.grade SUBMISSIONS [--out DIR] [--db URL] [--workers N] [--course-root DIR]``.
+"""Grade a class: ``python -m autograder.grade SUBMISSIONS [--out DIR] [--db URL] [--workers N] ...``.
 
 See autograder/README.md. SUBMISSIONS is a folder or a .zip, in nbgrader's layout
-(``[submitted/]<student>/<assignment>/<notebook>.ipynb``) or an LMS export (flat, the student id is
-the file name up to the first ``_``; the assignment is recognised from the file name, or from the
-cells when the file was renamed).
+(``[submitted/]<student>/<assignment>/<notebook>.ipynb``), as one folder per student, or as an LMS
+export (flat; the student id is the file name up to the first ``_``; the assignment is recognised
+from the file name, or from the cells when the file was renamed). Layouts may be mixed.
+
+Trust: this process, the worker processes and their kernels are the grader; the student's code runs
+only in a sandboxed process of its own (autograder/sandbox.py, autograder/remote.py). Results are
+recorded as each notebook finishes, so a batch that is killed and run again grades only what is
+missing.
 """
 from __future__ import annotations
 
@@ -15,24 +20,27 @@ import html
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+import unicodedata
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import notebooks as nbs
+from . import sandbox
 
 REPO = Path(__file__).resolve().parent.parent
+GRADER_VERSION = "2"  # part of every result's key: results of another grader version are not reused
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-STATUS_ORDER = ["ok", "missing", "empty", "invalid_json", "too_large", "renamed", "outdated", "duplicate_ids",
-                "tests_edited", "timeout", "memory", "kernel_died", "tampering", "error"]
+STATUS_ORDER = ["ok", "not_attempted", "missing", "empty", "invalid_json", "too_large", "corrupt", "renamed",
+                "outdated", "duplicate_ids", "tests_edited", "timeout", "memory", "crashed", "tampering",
+                "unsandboxed", "error"]
+IGNORED_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 
 
 # ----------------------------------------------------------------------------- nbgrader set-up
@@ -58,6 +66,47 @@ def generate(course_root: Path, work: Path, db_url: str) -> Path:
     return root
 
 
+def gradebook_matches(db_url: str, course) -> bool:
+    """Whether the gradebook at ``db_url`` already has every notebook and grade cell of the course."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    try:
+        with Gradebook(db_url, "rl-for-llms") as gb:
+            for a, sources in course.items():
+                for src in sources:
+                    nb = gb.find_notebook(src.name, a)
+                    have = {c.name: float(c.max_score) for c in nb.grade_cells}
+                    want = {nbs.nbmeta(c)["grade_id"]: float(nbs.nbmeta(c).get("points", 0))
+                            for c in src.nb.cells if nbs.nbmeta(c).get("grade")}
+                    if have != want:
+                        return False
+    except MissingEntry:
+        return False
+    return True
+
+
+def prepare_gradebooks(course_root: Path, course, db_url: str, state: Path, tmp: Path) -> Path:
+    """The template gradebook (cached per course version) and the instructor's, made or checked."""
+    fingerprint = hashlib.sha256(b"".join(s.path.read_bytes() for srcs in course.values() for s in srcs)).hexdigest()
+    template = state / f"template-{fingerprint[:16]}" / "gradebook.db"
+    if not template.exists():
+        for old in state.glob("template-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        work = tmp / "template"
+        work.mkdir(parents=True, exist_ok=True)
+        generate(course_root, work, f"sqlite:///{work / 'gradebook.db'}")
+        template.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(work / "gradebook.db", template)
+    db_file = Path(db_url[len("sqlite:///"):]) if db_url.startswith("sqlite:///") else None
+    if db_file is not None and not db_file.exists():
+        shutil.copy(template, db_file)
+    elif not gradebook_matches(db_url, course):
+        work = tmp / "instructor"
+        work.mkdir(parents=True, exist_ok=True)
+        generate(course_root, work, db_url)
+    return template
+
+
 def release(course_root: Path, out_dir: Path) -> None:
     """Write the student release of ``course_root/solutions`` to ``out_dir`` (nbgrader's release step)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,21 +128,46 @@ class Item:
     notes: list = field(default_factory=list)
 
 
-def _safe_extract(zip_path: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(zip_path) as zf:
-        for info in zf.infolist():
-            name = info.filename
-            if name.startswith("/") or ".." in Path(name).parts or info.file_size > nbs.MAX_NOTEBOOK_BYTES * 2:
-                continue
-            if "__MACOSX" in name:
-                continue
-            zf.extract(info, dest)
-    return dest
+def student_id(raw: str) -> str:
+    """A student id that is safe as a folder name and keeps the name readable (``Ana María`` -> ``Ana_María``)."""
+    text = unicodedata.normalize("NFC", raw).strip()
+    text = re.sub(r"[^\w.@-]+", "_", text).strip("._")
+    return text[:100] or "unknown"
 
 
 def _student_from_name(filename: str) -> str:
-    stem = Path(filename).stem
-    return re.split(r"[_\s]", stem, maxsplit=1)[0] or stem
+    return student_id(Path(filename).stem.split("_", 1)[0])
+
+
+def _ignored(path: Path) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" or part.lower() in IGNORED_FILES for part in path.parts)
+
+
+def _extract_zip(zip_path: Path, dest: Path) -> tuple[Path, list[tuple[str, str]]]:
+    """Unpack what can be read; returns the folder and (entry name, problem) for each entry that could not."""
+    problems = []
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SystemExit(f"{zip_path}: not a readable zip file ({exc})") from None
+    with zf:
+        for info in zf.infolist():
+            name = info.filename
+            parts = Path(name).parts
+            if info.is_dir() or name.startswith("/") or ".." in parts or _ignored(Path(name)):
+                continue
+            if info.file_size > nbs.MAX_NOTEBOOK_BYTES * 2:
+                problems.append((name, f"{name}: {info.file_size / 1e6:.0f} MB, too large to unpack"))
+                continue
+            try:
+                data = zf.read(info)
+            except Exception as exc:  # noqa: BLE001 - a corrupt entry is that student's problem only
+                problems.append((name, f"{name}: corrupt in the zip ({type(exc).__name__})"))
+                continue
+            target = dest / Path(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    return dest, problems
 
 
 def _identify(data: bytes, course) -> tuple[str, str] | None:
@@ -103,7 +177,7 @@ def _identify(data: bytes, course) -> tuple[str, str] | None:
         cells = [c for c in student.get("cells", []) if isinstance(c, dict)]
     except Exception:  # noqa: BLE001
         return None
-    ids = {nbs.nbmeta(c).get("grade_id") for c in cells}
+    ids = {g for g in (nbs.nbmeta(c).get("grade_id") for c in cells) if isinstance(g, str)}
     defs = set().union(*[nbs.defined_functions(nbs.source_text(c)) for c in cells]) if cells else set()
     best, score = None, 0
     for a, sources in course.items():
@@ -115,17 +189,17 @@ def _identify(data: bytes, course) -> tuple[str, str] | None:
 
 
 def collect(path: Path, course, tmp: Path) -> list[Item]:
-    if path.is_file() and zipfile.is_zipfile(path):
-        path = _safe_extract(path, tmp / "unzipped")
+    """Every (student, assignment, notebook) of the batch, with the submitted bytes or why there are none."""
+    problems: list[tuple[str, str]] = []
+    if path.is_file():
+        path, problems = _extract_zip(path, tmp / "unzipped")
     if (path / "submitted").is_dir():
         path = path / "submitted"
     names = {a: {s.name for s in srcs} for a, srcs in course.items()}
     found: dict[tuple[str, str, str], Item] = {}
     students: set[str] = set()
     seen_assignments: set[str] = set()
-    files = sorted(p for p in path.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts)
-    nested = [p for p in path.iterdir() if p.is_dir() and p.name not in ("__MACOSX",)]
-    nbgrader_layout = any((d / a).is_dir() for d in nested for a in course)
+    unknown: dict[str, list[str]] = {}
 
     def add(student, assignment, notebook, data, tags=(), notes=()):
         key = (student, assignment, notebook)
@@ -136,112 +210,140 @@ def collect(path: Path, course, tmp: Path) -> list[Item]:
             return
         found[key] = Item(student, assignment, notebook, data, set(tags), list(notes))
 
-    if nbgrader_layout:
-        for sdir in sorted(nested):
-            students.add(sdir.name)
-            for adir in sorted(p for p in sdir.iterdir() if p.is_dir()):
-                if adir.name not in course:
-                    continue
+    def add_file(student: str, f: Path) -> None:
+        try:
+            data = f.read_bytes()
+        except OSError as exc:
+            unknown.setdefault(student, []).append(f"{f.name}: unreadable ({exc.strerror})")
+            return
+        hit = None
+        for a, nb_names in sorted(names.items()):
+            for nb_name in sorted(nb_names):
+                if nb_name in f.stem or (len(nb_names) == 1 and a in f.stem):
+                    hit = (a, nb_name)
+        if hit and f.stem.endswith(hit[1]):
+            add(student, hit[0], hit[1], data)
+        elif hit:
+            add(student, hit[0], hit[1], data, {"renamed"}, [f"graded {f.name}"])
+        else:
+            guess = _identify(data, course)
+            if guess:
+                add(student, guess[0], guess[1], data, {"renamed"}, [f"graded {f.name} (recognised by its cells)"])
+            else:
+                unknown.setdefault(student, []).append(f"{f.name}: not a notebook of this course")
+
+    def notebook_files(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder))
+                      and p.suffix.lower() in (".ipynb", ".json", ".txt", ""))
+
+    for entry in sorted(path.iterdir()):
+        if _ignored(Path(entry.name)):
+            continue
+        if entry.is_file():  # a flat LMS export (possibly next to nbgrader folders)
+            if entry.suffix.lower() in (".ipynb", ".json", ".txt", ""):
+                add_file(_student_from_name(entry.name), entry)
+            continue
+        student = student_id(entry.name)
+        students.add(student)
+        assignment_dirs = [d for d in sorted(entry.iterdir()) if d.is_dir() and d.name in course]
+        if assignment_dirs:  # nbgrader: <student>/<assignment>/<notebook>.ipynb
+            for adir in assignment_dirs:
                 seen_assignments.add(adir.name)
-                ipynbs = sorted(p for p in adir.glob("*.ipynb"))
+                ipynbs = [p for p in sorted(adir.glob("*.ipynb")) if not _ignored(Path(p.name))]
                 for nbpath in ipynbs:
                     if nbpath.stem in names[adir.name]:
-                        add(sdir.name, adir.name, nbpath.stem, nbpath.read_bytes())
+                        add(student, adir.name, nbpath.stem, nbpath.read_bytes())
                 unmatched = [p for p in ipynbs if p.stem not in names[adir.name]]
                 for nb_name in sorted(names[adir.name]):
-                    if (sdir.name, adir.name, nb_name) in found or not unmatched:
+                    if (student, adir.name, nb_name) in found or not unmatched:
                         continue
-                    cand = unmatched.pop(0) if len(names[adir.name]) == 1 else None
-                    if cand is not None:
-                        add(sdir.name, adir.name, nb_name, cand.read_bytes(), {"renamed"},
-                            [f"graded {cand.name} (renamed)"])
-    else:
-        for f in files:
-            if f.suffix.lower() not in (".ipynb", ".json", ".txt", "") :
-                continue
-            student = _student_from_name(f.name)
-            students.add(student)
-            hit = None
-            for a, nb_names in names.items():
-                for nb_name in nb_names:
-                    if nb_name in f.stem or (len(nb_names) == 1 and a in f.stem):
-                        hit = (a, nb_name)
-            data = f.read_bytes()
-            if hit and f.stem.endswith(hit[1]):
-                add(student, hit[0], hit[1], data)
-            elif hit:
-                add(student, hit[0], hit[1], data, {"renamed"}, [f"graded {f.name}"])
-            else:
-                guess = _identify(data, course)
-                if guess:
-                    add(student, guess[0], guess[1], data, {"renamed"}, [f"graded {f.name} (recognised by its cells)"])
-                else:
-                    found[(student, "?", f.name)] = Item(student, "?", f.name, None, {"invalid_json"},
-                                                         [f"{f.name}: not a notebook of this course"])
-    items = [it for it in found.values() if it.assignment != "?"]
-    unknown = [it for it in found.values() if it.assignment == "?"]
+                    if len(names[adir.name]) == 1:
+                        cand = unmatched.pop(0)
+                        add(student, adir.name, nb_name, cand.read_bytes(), {"renamed"}, [f"graded {cand.name} (renamed)"])
+        else:  # one folder per student, notebooks inside
+            for f in notebook_files(entry):
+                add_file(student, f)
+    for name, note in problems:
+        student = _student_from_name(Path(name).name)
+        students.add(student)
+        unknown.setdefault(student, []).append(note)
+    items = list(found.values())
     for student in sorted(students):
-        for a in sorted(seen_assignments):
+        for a in sorted(seen_assignments or names):
             for nb_name in sorted(names[a]):
                 if (student, a, nb_name) not in found:
-                    notes = [u.notes[0] for u in unknown if u.student == student]
-                    tag = "invalid_json" if notes else "missing"
-                    items.append(Item(student, a, nb_name, None, {tag}, notes or ["no notebook submitted"]))
+                    notes = unknown.get(student, [])
+                    tag = ("corrupt" if any("corrupt" in n or "too large" in n for n in notes) else "invalid_json") \
+                        if notes else "missing"
+                    items.append(Item(student, a, nb_name, None, {tag}, list(notes) or ["no notebook submitted"]))
     return sorted(items, key=lambda it: (it.student, it.assignment, it.notebook))
 
 
-# ----------------------------------------------------------------------------- running one submission
+# ----------------------------------------------------------------------------- one submission
 @dataclass
 class Outcome:
-    item: Item
-    points: dict      # exercise -> points
-    max_points: dict  # exercise -> max
-    feedback: str | None = None
+    student: str
+    assignment: str
+    notebook: str
+    points: dict       # exercise -> points
+    max_points: dict   # exercise -> max
+    tags: list
+    notes: list
     seconds: float = 0.0
+    feedback: str | None = None  # nbgrader's feedback HTML
+    autograded: str | None = None  # the executed notebook (for formgrader)
 
 
-def _limit(memory_bytes: int):
-    def apply():
-        os.setsid()
-        if memory_bytes:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    return apply
+def release_answers(course_root: Path, src: nbs.SourceNotebook) -> dict[str, str]:
+    """The answer cells as the student release has them (to tell an untouched notebook)."""
+    path = course_root / "notebooks" / src.assignment / f"{src.name}.ipynb"
+    stubs = {}
+    if path.exists():
+        try:
+            release = json.loads(path.read_text())
+            for cell in release.get("cells", []):
+                if nbs.is_answer(cell):
+                    stubs[nbs.nbmeta(cell)["grade_id"]] = nbs.norm(nbs.source_text(cell))
+        except (OSError, ValueError):
+            pass
+    return stubs
 
 
-def run_item(item: Item, src: nbs.SourceNotebook, template_db: Path, opts) -> Outcome:
+def run_item(item: Item, src: nbs.SourceNotebook, opts) -> Outcome:
     start = time.time()
     max_points = {n: e.points for n, e in src.exercises.items()}
-    zero = {n: 0.0 for n in src.exercises}
+    outcome = Outcome(item.student, item.assignment, item.notebook, {n: 0.0 for n in src.exercises}, max_points,
+                      sorted(item.tags), list(item.notes))
     if item.data is None:
-        return Outcome(item, zero, max_points, seconds=time.time() - start)
+        return outcome
     try:
         student = nbs.read_student(item.data)
     except nbs.Unreadable as exc:
-        item.tags.add(exc.tag)
-        item.notes.append(exc.note)
-        return Outcome(item, zero, max_points, seconds=time.time() - start)
+        outcome.tags = sorted(set(outcome.tags) | {exc.tag})
+        outcome.notes.append(exc.note)
+        return outcome
     ex = nbs.extract(student, src)
-    item.tags |= ex.tags
-    item.notes += ex.notes
-    answers = dict(ex.answers)
-    rejected = nbs.scan_answers(src, answers)
-    for name, problems in rejected.items():
-        item.tags.add("tampering")
-        item.notes.append(f"{name}: " + "; ".join(problems[:3]))
-        answers[name] = nbs.STUB
-    key = hashlib.sha256(json.dumps([item.assignment, item.notebook, sorted(answers.items())]).encode()).hexdigest()
+    tags, notes = set(item.tags) | ex.tags, list(item.notes) + ex.notes
+    stubs = opts.stubs.get((src.assignment, src.name), {})
+    untouched = stubs and all(nbs.norm(ex.answers.get(n, "")) == stubs.get(n) for n in src.exercises) \
+        and not any(c["exercise"] is None for c in ex.cells)
+    if untouched:
+        tags.add("not_attempted")
+        notes.append("no exercise was changed from the release")
+        outcome.tags, outcome.notes, outcome.seconds = sorted(tags), notes, time.time() - start
+        return outcome
+    key = hashlib.sha256(json.dumps([item.assignment, item.notebook, ex.cells]).encode()).hexdigest()
     with _CACHE_LOCK:
         lock = _CACHE_LOCKS.setdefault(key, threading.Lock())
-    with lock:  # identical answers run once: the executed notebook would be byte-identical
+    with lock:  # identical code runs once per batch: the executed notebook would be the same
         if key not in _CACHE or not opts.cache:
-            _CACHE[key] = execute(item, src, answers, template_db, opts)
-        points, tags, notes, feedback = _CACHE[key]
-    item.tags |= tags
-    item.notes += notes
-    points = dict(points)
-    for name in rejected:
-        points[name] = 0.0
-    return Outcome(item, points, max_points, feedback, time.time() - start)
+            _CACHE[key] = execute(item, src, ex, opts)
+        points, run_tags, run_notes, feedback, autograded = _CACHE[key]
+    outcome.points, outcome.tags = dict(points), sorted(tags | run_tags)
+    outcome.notes = notes + run_notes
+    outcome.feedback, outcome.autograded = feedback, autograded
+    outcome.seconds = time.time() - start
+    return outcome
 
 
 _CACHE: dict = {}
@@ -249,122 +351,120 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_LOCKS: dict = {}
 
 
-def execute(item: Item, src: nbs.SourceNotebook, answers: dict, template_db: Path, opts):
-    """Run the sanitized notebook in a worker process: (points, tags, notes, feedback html)."""
+def _limit_worker():
+    os.setsid()
+
+
+def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
+    """Run the built notebook in a worker process: (points, tags, notes, feedback html, autograded json)."""
+    import nbformat
+
     zero = {n: 0.0 for n in src.exercises}
     tags, notes = set(), []
-    zeroed = set()
-    neutralized: set[int] = set()
-    for attempt in range(len(src.exercises) + 3):
-        nb, roles = nbs.build(src, answers, neutralized, opts.max_cell_bytes)
-        ws = Path(tempfile.mkdtemp(prefix="rlgrade-", dir=opts.tmp))
-        try:
-            (ws / "source" / item.assignment).mkdir(parents=True)
-            sub = ws / "submitted" / item.student / item.assignment
-            sub.mkdir(parents=True)
-            import nbformat
-            nbformat.write(nb, str(sub / f"{item.notebook}.ipynb"))
-            shutil.copy(template_db, ws / "gradebook.db")
-            (ws / "job.json").write_text(json.dumps({
-                "assignment": item.assignment, "student": item.student, "notebook": item.notebook,
-                "roles": roles, "cell_timeout": opts.cell_timeout}))
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # each worker's share of the cores
-                env.setdefault(var, str(opts.threads))
+    if opts.no_sandbox:
+        tags.add("unsandboxed")
+        notes.append("graded with --no-sandbox: the student's code ran without isolation")
+    nb, hidden, roles = nbs.build(src, ex.answers)
+    ws = Path(opts.tmp) / f"ws-{hashlib.sha256(f'{item.student}/{item.assignment}/{item.notebook}'.encode()).hexdigest()[:16]}"
+    shutil.rmtree(ws, ignore_errors=True)
+    try:
+        sub = ws / "submitted" / "student" / item.assignment
+        sub.mkdir(parents=True)
+        (ws / "source" / item.assignment).mkdir(parents=True)
+        nbformat.write(nb, str(sub / f"{item.notebook}.ipynb"))
+        shutil.copy(opts.template_db, ws / "gradebook.db")
+        (ws / "job.json").write_text(json.dumps({"assignment": item.assignment, "student": "student",
+                                                 "notebook": item.notebook, "roles": roles,
+                                                 "cell_timeout": opts.cell_timeout}))
+        (ws / "student.json").write_text(json.dumps({
+            "sandbox_root": str(opts.sandbox_root), "no_sandbox": opts.no_sandbox, "log": str(ws / "student.log"),
+            "cwd": str(ws), "prelude": nbs.prelude(src), "cells": ex.cells, "names": sorted(src.exercises),
+            "hidden": hidden, "threads": opts.threads, "memory_gb": opts.memory_gb,
+            "cpu_seconds": opts.cpu_seconds, "call_seconds": opts.call_seconds,
+            "cell_seconds": opts.call_seconds, "scratch_mb": 256}))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # each worker's share of the cores
+            env.setdefault(var, str(opts.threads))
+        with open(ws / "worker.log", "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "autograder.worker", str(ws)], cwd=ws, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=open(ws / "worker.log", "wb"),
-                                    preexec_fn=_limit(int(opts.memory_gb * 2**30)))
-            killed = False
+                                    stdout=subprocess.DEVNULL, stderr=log, preexec_fn=_limit_worker)
             try:
                 proc.wait(timeout=opts.timeout)
             except subprocess.TimeoutExpired:
-                killed = True
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            result = json.loads((ws / "result.json").read_text()) if (ws / "result.json").exists() else None
-            if result and result.get("retry"):
-                notes.append(result["retry"] + ": run again")
-                continue
-            if result and result["success"]:
-                points = dict(zero)
-                for gid, (score, _) in result["grades"].items():
-                    owner = src.test_owner.get(gid)
-                    if owner:
-                        points[owner] += score
-                for i, what, report in result["guard"]:
-                    tags.add("tampering")
-                    notes.append(f"guard: {report}")
-                    if what:
-                        zeroed.add(what)
-                if result["timeouts"]:
-                    tags.add("timeout")
-                    notes.append("cell timed out: " + ", ".join(str(w) for _, _, w in result["timeouts"]))
-                oom = sorted(n for n, ename in result["errors"].items() if ename == "MemoryError")
-                if oom:
-                    tags.add("memory")
-                    notes.append("memory limit reached in the tests of " + ", ".join(oom))
-                for name in zeroed:
-                    points[name] = 0.0
-                fb = next((ws / "feedback").rglob("*.html"), None) if (ws / "feedback").exists() else None
-                feedback = fb.read_text(errors="replace") if fb else None
-                return points, tags, notes, feedback
-            # the run did not finish: find the cell it was in, neutralize it, run again
-            try:
-                cell = json.loads((ws / "progress.json").read_text())["cell"]
-            except Exception:  # noqa: BLE001
-                cell = None
-            tag = "timeout" if killed else "kernel_died"
-            if cell is None or cell in neutralized:
-                tags.add("error")
-                notes.append("the notebook could not be run: " + (result or {}).get("error", "")[-200:].strip())
-                return zero, tags, notes, None
-            tags.add(tag)
-            role, what = roles[cell]
-            if role in ("answer", "test"):
-                idx = next(i for i, r in enumerate(roles) if r == ("answer", what))
-                neutralized.add(idx)
-                zeroed.add(what)
-                notes.append(f"{tag} in {role} cell of {what}: {what} scores 0")
-            else:
-                neutralized.add(cell)
-                notes.append(f"{tag} in cell {cell}: skipped")
-        finally:
-            if not opts.keep:
-                shutil.rmtree(ws, ignore_errors=True)
-    tags.add("error")
-    return zero, tags, notes, None
+                tags |= {"timeout", "error"}
+                notes.append(f"the notebook did not finish within {opts.timeout:g} s")
+                return zero, tags, notes, None, None
+        result = json.loads((ws / "result.json").read_text()) if (ws / "result.json").exists() else None
+        if not result or not result["success"]:
+            tags.add("error")
+            detail = (result or {}).get("error", "") or (ws / "worker.log").read_text(errors="replace")
+            notes.append("the notebook could not be run: " + detail[-300:].strip())
+            return zero, tags, notes, None, None
+        points = dict(zero)
+        for gid, (score, _) in result["grades"].items():
+            owner = src.test_owner.get(gid)
+            if owner:
+                points[owner] += score
+        zeroed = set()
+        for ev in result["events"]:
+            kind, what, detail = ev.get("kind"), ev.get("exercise") or "", str(ev.get("detail", ""))
+            if kind in ("timeout", "cell_timeout"):
+                tags.add("timeout")
+            elif kind == "crashed":
+                tags.add("crashed")
+            elif kind == "memory":
+                tags.add("memory")
+            elif kind == "protocol":
+                tags.add("tampering")
+                if what in points:
+                    zeroed.add(what)
+            notes.append(f"{what + ': ' if what else ''}{detail}")
+        for name in zeroed:
+            points[name] = 0.0
+        if any(v == "CellTimeoutError" for v in result["errors"].values()):
+            tags.add("timeout")
+            notes.append("a test cell ran past the cell time limit")
+        fb = next((ws / "feedback").rglob("*.html"), None) if (ws / "feedback").exists() else None
+        graded = ws / "autograded" / "student" / item.assignment / f"{item.notebook}.ipynb"
+        return (points, tags, _dedupe(notes), fb.read_text(errors="replace") if fb else None,
+                graded.read_text() if graded.exists() else None)
+    finally:
+        if not opts.keep:
+            shutil.rmtree(ws, ignore_errors=True)
 
 
-# ----------------------------------------------------------------------------- the batch
-def _hash_tree(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(path)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
+def _dedupe(notes: list) -> list:
+    seen, out = set(), []
+    for n in notes:
+        if n not in seen:
+            seen.add(n)
+            out.append(n)
+    return out[:20]
 
 
-def status_of(tags: set) -> str:
+# ----------------------------------------------------------------------------- recording
+def status_of(tags) -> str:
     tags = set(tags) - {"ok"}
-    return "+".join(t for t in STATUS_ORDER if t in tags) + "".join(
-        "+" + t for t in sorted(tags - set(STATUS_ORDER))) if tags else "ok"
+    if not tags:
+        return "ok"
+    return "+".join([t for t in STATUS_ORDER if t in tags] + sorted(tags - set(STATUS_ORDER)))
 
 
 def record(db_url: str, course_id: str, outcome: Outcome, src: nbs.SourceNotebook) -> None:
-    """Write one outcome into the instructor's gradebook (only the parent process does this)."""
+    """Write one outcome into the instructor's gradebook (only the grading process does this)."""
     import warnings
 
     from nbgrader.api import Gradebook
 
     warnings.filterwarnings("ignore", module="nbgrader")
     warnings.filterwarnings("ignore", category=Warning, message=".*not in session.*")
-    it = outcome.item
     with Gradebook(db_url, course_id) as gb:
-        gb.update_or_create_student(it.student)
-        gb.update_or_create_submission(it.assignment, it.student)
-        nbsub = gb.find_submission_notebook(it.notebook, it.assignment, it.student)
+        gb.update_or_create_student(outcome.student)
+        gb.update_or_create_submission(outcome.assignment, outcome.student)
+        nbsub = gb.find_submission_notebook(outcome.notebook, outcome.assignment, outcome.student)
         remaining = dict(outcome.points)
         for grade in nbsub.grades:
             owner = src.test_owner.get(grade.name)
@@ -378,121 +478,206 @@ def record(db_url: str, course_id: str, outcome: Outcome, src: nbs.SourceNoteboo
 
 
 def feedback_page(outcome: Outcome, status: str) -> str:
-    it = outcome.item
     rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{outcome.points[n]:g} / {outcome.max_points[n]:g}</td></tr>"
                    for n in outcome.points)
     total, mx = sum(outcome.points.values()), sum(outcome.max_points.values())
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in it.notes)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in outcome.notes)
     banner = (f'<div style="border:2px solid #888;padding:8px;margin:8px;font-family:sans-serif">'
-              f"<h2>{html.escape(it.assignment)} / {html.escape(it.notebook)}: {total:g} / {mx:g}</h2>"
-              f"<p>Student: {html.escape(it.student)}. Status: <b>{html.escape(status)}</b></p>"
+              f"<h2>{html.escape(outcome.assignment)} / {html.escape(outcome.notebook)}: {total:g} / {mx:g}</h2>"
+              f"<p>Student: {html.escape(outcome.student)}. Status: <b>{html.escape(status)}</b></p>"
               f"<table>{rows}</table><ul>{notes}</ul></div>")
     if outcome.feedback:
         return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + banner, outcome.feedback, count=1)
-    return f"<!DOCTYPE html><html><body>{banner}<p>This notebook was not run.</p></body></html>"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{banner}<p>This notebook was not run.</p></body></html>"
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _result_key(item: Item, src_digest: str, opts) -> str:
+    h = hashlib.sha256()
+    for part in (GRADER_VERSION, item.student, item.assignment, item.notebook, src_digest,
+                 json.dumps(sorted(item.tags)), json.dumps(item.notes), str(opts.no_sandbox)):
+        h.update(part.encode() + b"\0")
+    h.update(item.data or b"")
+    return h.hexdigest()[:32]
+
+
+def _hash_tree(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(path)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- the batch
 def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | None = None, workers: int = 2,
-          timeout: float = 900, cell_timeout: int = 120, memory_gb: float = 6.0, keep: bool = False,
-          quiet: bool = False, max_cell_bytes: int = 20_000, cache: bool = True) -> list[dict]:
+          timeout: float = 900, cell_timeout: int = 120, memory_gb: float = 4.0, keep: bool = False,
+          quiet: bool = False, cache: bool = True, no_sandbox: bool = False, nbgrader_dir: Path | None = None,
+          call_seconds: float = 60, cpu_seconds: int = 600, fresh: bool = False) -> list[dict]:
     from tqdm import tqdm
 
-    out.mkdir(parents=True, exist_ok=True)
+    submissions, out, course_root = Path(submissions).resolve(), Path(out).resolve(), Path(course_root).resolve()
+    if not submissions.exists():
+        raise SystemExit(f"{submissions}: no such file or folder")
+    if not no_sandbox:
+        try:
+            sandbox.check_available()
+        except RuntimeError as exc:
+            raise SystemExit(f"cannot grade: {exc}") from None
     course = nbs.load_course(course_root)
     if not course:
         raise SystemExit(f"no source notebooks under {course_root / 'solutions'}")
     sources = {(a, s.name): s for a, srcs in course.items() for s in srcs}
-    db_url = db_url or f"sqlite:///{course_root / 'gradebook.db'}"
-    tmp = Path(tempfile.mkdtemp(prefix="rlgrade-batch-"))
-    opts = argparse.Namespace(timeout=timeout, cell_timeout=cell_timeout, memory_gb=memory_gb, keep=keep,
-                              tmp=tmp, max_cell_bytes=max_cell_bytes, cache=cache,
-                              threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
+    digests = {k: hashlib.sha256(s.path.read_bytes()).hexdigest() for k, s in sources.items()}
+    nbgrader_dir = Path(nbgrader_dir).resolve() if nbgrader_dir else course_root
+    db_url = db_url or f"sqlite:///{nbgrader_dir / 'gradebook.db'}"
+    if db_url.startswith("sqlite:///"):
+        Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    state = out / ".grading"
+    results_dir = state / "results"
+    if fresh:
+        shutil.rmtree(results_dir, ignore_errors=True)
+    tmp = state / "tmp"
+    shutil.rmtree(tmp, ignore_errors=True)  # what a killed run left behind
+    tmp.mkdir(parents=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    opts = argparse.Namespace(timeout=timeout, cell_timeout=cell_timeout, memory_gb=memory_gb, keep=keep, tmp=tmp,
+                              cache=cache, no_sandbox=no_sandbox, call_seconds=call_seconds, cpu_seconds=cpu_seconds,
+                              threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
+                              stubs={k: release_answers(course_root, s) for k, s in sources.items()})
     _CACHE.clear()
     _CACHE_LOCKS.clear()
     try:
-        template = tmp / "template"
-        template.mkdir()
-        generate(course_root, template, f"sqlite:///{template / 'gradebook.db'}")
-        generate(course_root, template, db_url)
-        items = collect(Path(submissions), course, tmp)
+        opts.template_db = prepare_gradebooks(course_root, course, db_url, state, tmp)
+        opts.sandbox_root = sandbox.prepare_root(tmp / "sandbox")
+        items = collect(submissions, course, tmp)
         guarded = {"solutions": (course_root / "solutions", _hash_tree(course_root / "solutions"))}
-        if Path(submissions).is_dir():
-            guarded["submissions"] = (Path(submissions), _hash_tree(Path(submissions)))
-        db_file = Path(db_url[len("sqlite:///"):]) if db_url.startswith("sqlite:///") else None
+        if submissions.is_dir():
+            guarded["submissions"] = (submissions, _hash_tree(submissions))
         t0 = time.time()
-        outcomes = []
-        bar = tqdm(total=len(items), desc="grading", unit="nb", disable=quiet, file=sys.stderr)
+        outcomes: dict[str, Outcome] = {}
+        todo = []
+        for it in items:
+            key = _result_key(it, digests[(it.assignment, it.notebook)], opts)
+            saved = results_dir / f"{key}.json"
+            if saved.exists():
+                try:
+                    outcomes[key] = Outcome(**json.loads(saved.read_text()))
+                    continue
+                except (ValueError, TypeError):
+                    pass
+            todo.append((key, it))
+        bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=quiet, file=sys.stderr)
+
+        def finish(key: str, outcome: Outcome) -> None:
+            src = sources[(outcome.assignment, outcome.notebook)]
+            for what, (path, digest) in guarded.items():
+                if _hash_tree(path) != digest:
+                    outcome.tags = sorted(set(outcome.tags) | {"error"})
+                    outcome.notes.append(f"{what} changed while this notebook ran: check the grading machine")
+            record(db_url, "rl-for-llms", outcome, src)
+            _publish(outcome, out, nbgrader_dir)
+            _write_atomic(results_dir / f"{key}.json", json.dumps(asdict(outcome)))
+            outcomes[key] = outcome
+
         with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = {pool.submit(run_item, it, sources[(it.assignment, it.notebook)], template / "gradebook.db", opts): it
-                       for it in items}
+            futures = {pool.submit(run_item, it, sources[(it.assignment, it.notebook)], opts): (key, it)
+                       for key, it in todo}
             for fut in cf.as_completed(futures):
-                it = futures[fut]
+                key, it = futures[fut]
                 try:
                     outcome = fut.result()
                 except Exception as exc:  # noqa: BLE001 - one submission never stops the batch
                     src = sources[(it.assignment, it.notebook)]
-                    it.tags.add("error")
-                    it.notes.append(f"grader error: {exc!r}"[:300])
-                    outcome = Outcome(it, {n: 0.0 for n in src.exercises}, {n: e.points for n, e in src.exercises.items()})
-                for what, (path, digest) in guarded.items():
-                    if _hash_tree(path) != digest:
-                        outcome.item.tags.add("tampering")
-                        outcome.item.notes.append(f"{what} changed while this notebook ran")
-                outcomes.append(outcome)
+                    outcome = Outcome(it.student, it.assignment, it.notebook, {n: 0.0 for n in src.exercises},
+                                      {n: e.points for n, e in src.exercises.items()}, sorted(it.tags | {"error"}),
+                                      it.notes + [f"grader error: {exc!r}"[:300]])
+                finish(key, outcome)
                 bar.update(1)
         bar.close()
-        rows = []
-        exercise_cols = [n for (a, _), s in sorted(sources.items()) for n in s.exercises]
-        for outcome in sorted(outcomes, key=lambda o: (o.item.student, o.item.assignment, o.item.notebook)):
-            it = outcome.item
-            src = sources[(it.assignment, it.notebook)]
-            record(db_url, "rl-for-llms", outcome, src)
-            status = status_of(it.tags)
-            row = {"student": it.student, "assignment": it.assignment, "notebook": it.notebook}
-            row.update({n: (f"{outcome.points[n]:g}" if n in outcome.points else "") for n in exercise_cols})
-            row.update({"total": f"{sum(outcome.points.values()):g}", "max": f"{src.max_points:g}",
-                        "status": status, "notes": " | ".join(it.notes), "seconds": f"{outcome.seconds:.1f}"})
-            rows.append(row)
-            page = out / "feedback" / it.student / it.assignment / f"{it.notebook}.html"
-            page.parent.mkdir(parents=True, exist_ok=True)
-            page.write_text(feedback_page(outcome, status))
-        with open(out / "grades.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["student", "assignment", "notebook", *exercise_cols,
-                                                    "total", "max", "status", "notes", "seconds"])
-            writer.writeheader()
-            writer.writerows(rows)
+        for key, outcome in outcomes.items():  # results of an earlier, interrupted run: same records
+            if not (results_dir / f"{key}.json").exists():
+                continue
+            record(db_url, "rl-for-llms", outcome, sources[(outcome.assignment, outcome.notebook)])
+            _publish(outcome, out, nbgrader_dir)
+        rows = _write_csv(out, sorted(outcomes.values(), key=lambda o: (o.student, o.assignment, o.notebook)), sources)
         if not quiet:
             wall = time.time() - t0
             students = sorted({r["student"] for r in rows})
             print(f"\ngraded {len(rows)} notebooks of {len(students)} students in {wall:.1f} s "
-                  f"({workers} workers); grades: {out / 'grades.csv'}; feedback: {out / 'feedback'}; gradebook: {db_url}")
+                  f"({workers} workers{', WITHOUT the sandbox' if no_sandbox else ''}); grades: {out / 'grades.csv'}; "
+                  f"feedback: {out / 'feedback'}; gradebook: {db_url}")
             for r in rows:
                 print(f"  {r['student']:<20} {r['assignment']:<22} {r['total']:>6} / {r['max']:<6} {r['status']}")
-        if db_file is not None and db_file.exists():
-            pass
         return rows
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _publish(outcome: Outcome, out: Path, nbgrader_dir: Path) -> None:
+    """The student's feedback page, and the autograded notebook where formgrader looks for it."""
+    status = status_of(outcome.tags)
+    _write_atomic(out / "feedback" / outcome.student / outcome.assignment / f"{outcome.notebook}.html",
+                  feedback_page(outcome, status))
+    if outcome.autograded:
+        _write_atomic(nbgrader_dir / "autograded" / outcome.student / outcome.assignment / f"{outcome.notebook}.ipynb",
+                      outcome.autograded)
+
+
+def _write_csv(out: Path, outcomes: list[Outcome], sources) -> list[dict]:
+    exercise_cols = [n for (a, _), s in sorted(sources.items()) for n in s.exercises]
+    rows = []
+    for o in outcomes:
+        src = sources[(o.assignment, o.notebook)]
+        row = {"student": o.student, "assignment": o.assignment, "notebook": o.notebook}
+        row.update({n: (f"{o.points[n]:g}" if n in o.points else "") for n in exercise_cols})
+        row.update({"total": f"{sum(o.points.values()):g}", "max": f"{src.max_points:g}",
+                    "status": status_of(o.tags), "notes": " | ".join(o.notes), "seconds": f"{o.seconds:.1f}"})
+        rows.append(row)
+    tmp = out / "grades.csv.part"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["student", "assignment", "notebook", *exercise_cols,
+                                                "total", "max", "status", "notes", "seconds"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out / "grades.csv")
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bash scripts/course.sh grade", description=__doc__.split("\n\n")[0])
     p.add_argument("submissions", type=Path, help="folder or .zip of submissions")
     p.add_argument("--out", type=Path, default=Path("grading-output"), help="where grades.csv and feedback/ go")
-    p.add_argument("--db", default=None, help="gradebook URL (default: sqlite:///<course-root>/gradebook.db)")
+    p.add_argument("--db", default=None, help="gradebook URL (default: sqlite:///<nbgrader-dir>/gradebook.db)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--course-root", type=Path, default=REPO)
+    p.add_argument("--course-root", type=Path, default=REPO, help="the course (its solutions/ and notebooks/)")
+    p.add_argument("--nbgrader-dir", type=Path, default=None,
+                   help="nbgrader course folder for autograded/ and the default gradebook (default: the course root)")
     p.add_argument("--timeout", type=float, default=900, help="wall-clock seconds per notebook run")
-    p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (Execute.timeout)")
-    p.add_argument("--memory-gb", type=float, default=6.0, help="address-space limit per submission")
+    p.add_argument("--cell-timeout", type=int, default=120, help="seconds per test cell (Execute.timeout)")
+    p.add_argument("--call-timeout", type=float, default=60, help="seconds per call of a student's function")
+    p.add_argument("--memory-gb", type=float, default=4.0, help="address-space limit of the student's process")
+    p.add_argument("--cpu-seconds", type=int, default=600, help="CPU-time limit of the student's process")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run student code without the OS sandbox (every report says so)")
+    p.add_argument("--fresh", action="store_true", help="grade everything again (ignore results of earlier runs)")
     p.add_argument("--keep", action="store_true", help="keep the per-submission workspaces (debugging)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--no-cache", action="store_true",
-                   help="run every submission even when its answers equal another's (benchmarks)")
+                   help="run every submission even when its code equals another's (benchmarks)")
     a = p.parse_args(argv)
-    grade(a.submissions, a.out, a.course_root.resolve(), a.db, a.workers, a.timeout, a.cell_timeout, a.memory_gb,
-          a.keep, a.quiet, cache=not a.no_cache)
+    grade(a.submissions, a.out, a.course_root, a.db, a.workers, a.timeout, a.cell_timeout, a.memory_gb, a.keep,
+          a.quiet, cache=not a.no_cache, no_sandbox=a.no_sandbox, nbgrader_dir=a.nbgrader_dir,
+          call_seconds=a.call_timeout, cpu_seconds=a.cpu_seconds, fresh=a.fresh)
     return 0
 
 

@@ -1,11 +1,13 @@
-"""The course's source notebooks, the students' notebooks, and the sanitized notebook that is run.
+"""The course's source notebooks, the students' notebooks, and the notebook the grader executes.
 
-Grading never runs a student's notebook as it was submitted. It runs the SOURCE notebook (setup,
-demo and test cells exactly as the course wrote them, hidden tests included) in which only the
-answer cells are replaced by the student's answer cells, matched by ``grade_id`` (first occurrence
-wins; a repeat is flagged) or, for a notebook whose metadata was lost (an older release, a copy
-into a fresh notebook), by the top-level ``def <name>`` the cell defines. Injected guard cells
-(autograder/guard.py) surround every test cell.
+Grading never runs a student's notebook as it was submitted, and never runs student code in the
+grader's kernel. From the student's notebook it takes only the student's code: the answer cells,
+matched by ``grade_id`` (first occurrence wins; a repeat is flagged) or, for a notebook whose
+metadata was lost (an older release, a copy into a fresh notebook), by the top-level ``def <name>``
+a cell defines; and the code cells the student added (any code cell that is not one of the course's
+own). That code runs in the sandboxed student process (autograder/remote.py). The notebook the
+kernel executes is built from the SOURCE notebook (``build``): setup and test cells exactly as the
+course wrote them, hidden tests moved out of sight.
 """
 from __future__ import annotations
 
@@ -13,22 +15,27 @@ import ast
 import copy
 import json
 import re
+import textwrap
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from . import guard, scan
 
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
+HIDDEN_BLOCK = re.compile(r"^([ \t]*)### BEGIN HIDDEN TESTS[^\n]*\n(.*?)^[ \t]*### END HIDDEN TESTS[^\n]*(?:\n|$)", re.S | re.M)
 MAX_NOTEBOOK_BYTES = 50_000_000
 MAX_ANSWER_CHARS = 100_000
+MAX_STUDENT_CELLS = 300
 
 
 def source_text(cell) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
+    src = cell.get("source", "") if isinstance(cell, dict) else ""
+    if isinstance(src, list):
+        return "".join(s for s in src if isinstance(s, str))
+    return src if isinstance(src, str) else ""
 
 
 def nbmeta(cell) -> dict:
@@ -52,7 +59,6 @@ class SourceNotebook:
     nb: nbformat.NotebookNode
     exercises: dict[str, Exercise]
     test_owner: dict[str, str]  # test grade id -> exercise name
-    reference_aliases: set[str]
 
     @property
     def max_points(self) -> float:
@@ -82,29 +88,23 @@ def load_source(assignment: str, path: Path) -> SourceNotebook:
             test_owner[gid] = owner
             exercises[owner].tests.append(gid)
             exercises[owner].points += float(meta.get("points", 0))
-    aliases = set()
-    for cell in nb.cells:
-        if cell.cell_type != "code" or meta_is_graded(cell):
-            continue
-        try:
-            tree = ast.parse(source_text(cell))
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for a in node.names:
-                    if a.name == "rlcourse.reference" and a.asname:
-                        aliases.add(a.asname)
-            elif isinstance(node, ast.ImportFrom) and node.module == "rlcourse":
-                for a in node.names:
-                    if a.name in ("reference", "checks"):
-                        aliases.add(a.asname or a.name)
-    return SourceNotebook(assignment, path.stem, path, nb, exercises, test_owner, aliases)
+    return SourceNotebook(assignment, path.stem, path, nb, exercises, test_owner)
 
 
-def meta_is_graded(cell) -> bool:
+def is_answer(cell) -> bool:
     m = nbmeta(cell)
-    return bool(m.get("solution") or m.get("grade"))
+    return cell.get("cell_type") == "code" and bool(m.get("solution")) and not m.get("grade") \
+        and isinstance(m.get("grade_id"), str)
+
+
+def parse(source: str) -> ast.Module:
+    """``ast.parse`` under a lock: parsing in two threads at once can fail in CPython 3.11
+    (``SystemError: AST constructor recursion depth mismatch``)."""
+    with _AST_LOCK:
+        return ast.parse(source)
+
+
+_AST_LOCK = threading.Lock()
 
 
 def load_course(course_root: Path) -> dict[str, list[SourceNotebook]]:
@@ -124,6 +124,7 @@ class Extracted:
     tags: set[str]                     # status tags (duplicate_ids, tests_edited, outdated, ...)
     notes: list[str]
     grade_ids: set[str] = field(default_factory=set)
+    cells: list[dict] = field(default_factory=list)  # the student's code, in order: {"id", "source", "exercise"}
 
 
 class Unreadable(Exception):
@@ -151,8 +152,8 @@ def read_student(data: bytes) -> dict:
 
 def defined_functions(source: str) -> set[str]:
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
+        tree = parse(source)
+    except (SyntaxError, ValueError):
         return set(re.findall(r"^def\s+(\w+)\s*\(", source, re.M))
     return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
@@ -173,16 +174,18 @@ def extract(student: dict, src: SourceNotebook) -> Extracted:
     if repeated:
         tags.add("duplicate_ids")
         notes.append("repeated grade ids (first cell used): " + ", ".join(repeated))
-    answers = {}
+    answers, chosen = {}, {}
     for name in src.exercises:
         found = [c for c in by_id.get(name, []) if not nbmeta(c).get("grade")]
         if found:
             answers[name] = source_text(found[0])
+            chosen.setdefault(id(found[0]), name)
             continue
         defs = [c for c in cells if name in defined_functions(source_text(c))
                 and not str(nbmeta(c).get("grade_id", "")).startswith("test_")]
         if defs:
             answers[name] = source_text(defs[0])
+            chosen.setdefault(id(defs[0]), name)
             tags.add("outdated")
             notes.append(f"answer cell `{name}` found by its def (grade id missing)")
         else:
@@ -204,70 +207,105 @@ def extract(student: dict, src: SourceNotebook) -> Extracted:
     if extra and "outdated" not in tags:
         tags.add("outdated")
         notes.append("cells of another release: " + ", ".join(sorted(extra)))
-    return Extracted(answers, tags, notes, set(by_id))
+    return Extracted(answers, tags, notes, set(by_id), student_cells(cells, chosen, src))
 
 
-def build(src: SourceNotebook, answers: dict[str, str], neutralized: set[int] = frozenset(),
-          max_cell_bytes: int = guard.MAX_CELL_BYTES):
-    """The notebook to execute, and for each of its cells what it is: ('answer'|'test', exercise),
-    ('guard', None) or ('other', source cell index).
+def student_cells(cells: list[dict], chosen: dict[int, str], src: SourceNotebook) -> list[dict]:
+    """The code the student wrote, in notebook order: the chosen answer cells and the cells they added.
 
-    ``neutralized`` holds indices (in the returned notebook) of cells to replace: an answer cell by
-    the stub (its exercise scores 0), any other non-test cell by ``pass``.
+    A code cell is the course's own (and is not run) when it is a test or another answer cell, or
+    when its code equals one of the source notebook's cells (setup, demo, training, a test's visible
+    part). Every other non-empty code cell is the student's.
+    """
+    course = {norm(source_text(c)) for c in src.nb.cells if c.cell_type == "code"}
+    course |= {norm(HIDDEN.sub("", source_text(c))) for c in src.nb.cells if nbmeta(c).get("grade")}
+    out = []
+    for i, cell in enumerate(cells):
+        text = source_text(cell)[:MAX_ANSWER_CHARS]
+        meta = nbmeta(cell)
+        if id(cell) in chosen:
+            out.append({"id": i, "source": text, "exercise": chosen[id(cell)]})
+        elif meta.get("grade") or meta.get("solution") or not text.strip() or norm(text) in course:
+            continue
+        else:
+            out.append({"id": i, "source": text, "exercise": None})
+    return out[:MAX_STUDENT_CELLS]
+
+
+def split_hidden(grade_id: str, source: str) -> tuple[str, list[str]]:
+    """A test cell's source with each hidden block replaced by a call that runs it out of sight."""
+    blocks: list[str] = []
+
+    def keep(match):
+        indent = match.group(1)
+        blocks.append(textwrap.dedent(match.group(2)))
+        return f"{indent}__rlcourse__.hidden({grade_id!r}, {len(blocks) - 1})\n"
+
+    return HIDDEN_BLOCK.sub(keep, source), blocks
+
+
+def is_setup(cell) -> bool:
+    return cell.get("cell_type") == "code" and "setup" in (cell.get("metadata", {}).get("tags") or [])
+
+
+def build(src: SourceNotebook, answers: dict[str, str]):
+    """The notebook the grader's kernel executes, the hidden test code, and what each cell is.
+
+    Cells: an init cell (autograder/kernel.py), the markdown and the setup cells as the course wrote
+    them, each answer cell as ``%%student <name>`` over the student's code (bound to the sandboxed
+    function, never run in the kernel), and the test cells with their hidden blocks moved out.
+    Training and demo cells are left out: test cells never depend on them (a course rule).
+    Roles: ``(kind, exercise)`` per cell, kind in init, markdown, setup, answer, test.
     """
     nb = copy.deepcopy(src.nb)
-    guard_src = Path(guard.__file__).read_text()
-    install = nbformat.v4.new_code_cell(
-        guard_src + f"\n__rlcourse_guard__ = install(get_ipython(), {int(max_cell_bytes)})\n"
-        "del install, MARKER, MAX_CELL_BYTES\n")
-    cells, roles = [install], [("guard", None)]
-
-    def verify_cell(where):
-        return nbformat.v4.new_code_cell(f"__rlcourse_guard__({where!r});")
-
+    init = nbformat.v4.new_code_cell("from autograder.kernel import start as _start\n"
+                                     "__rlcourse__ = _start(get_ipython())\ndel _start")
+    cells, roles, hidden = [init], [("init", None)], {}
+    first_answer = next((i for i, c in enumerate(nb.cells) if is_answer(c)), len(nb.cells))
     for i, cell in enumerate(nb.cells):
         meta = nbmeta(cell)
-        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
+        if cell.cell_type == "markdown":
+            cells.append(cell)
+            roles.append(("markdown", None))
+        elif cell.cell_type != "code":
+            continue
+        elif is_answer(cell):
             name = meta["grade_id"]
-            cell.source = answers.get(name, STUB)[:MAX_ANSWER_CHARS]
-            if len(cells) in neutralized:
-                cell.source = STUB
+            cell.source = f"%%student {name}\n" + answers.get(name, STUB)[:MAX_ANSWER_CHARS]
             cells.append(cell)
             roles.append(("answer", name))
-            cells.append(verify_cell(f"after {name}"))
-            roles.append(("guard", name))
-        elif cell.cell_type == "code" and meta.get("grade"):
+        elif meta.get("grade"):
             gid = meta["grade_id"]
-            cells.append(verify_cell(f"before {gid}"))
-            roles.append(("guard", src.test_owner[gid]))
+            cell.source, hidden[gid] = split_hidden(gid, source_text(cell))
             cells.append(cell)
             roles.append(("test", src.test_owner[gid]))
-            cells.append(verify_cell(f"after {gid}"))
-            roles.append(("guard", src.test_owner[gid]))
-        else:
-            if cell.cell_type == "code" and len(cells) in neutralized:
-                cell.source = "pass  # this cell was skipped by the grader (it stopped the kernel)"
+        elif is_setup(cell) or i < first_answer:
             cells.append(cell)
-            roles.append(("other", i))
-            bound = sorted(top_level_names(source_text(cell), True) - set(src.exercises)) if cell.cell_type == "code" else []
-            if cell.cell_type == "code":
-                cells.append(nbformat.v4.new_code_cell(f"__rlcourse_guard__('protect', {bound!r});"))
-                roles.append(("guard", None))
+            roles.append(("setup", None))
     for cell in cells:
-        cell.outputs = [] if cell.cell_type == "code" else cell.get("outputs", None) or []
-        if cell.cell_type != "code":
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        else:
             cell.pop("outputs", None)
         cell.pop("id", None)
     nb.cells = cells
     nb.nbformat, nb.nbformat_minor = 4, 4
-    return nb, roles
+    return nb, hidden, roles
+
+
+def prelude(src: SourceNotebook) -> list[str]:
+    """The setup cells' code: the student's process runs it first, so answers find ``torch``, ``F``, ..."""
+    first_answer = next((i for i, c in enumerate(src.nb.cells) if is_answer(c)), len(src.nb.cells))
+    return [source_text(c) for i, c in enumerate(src.nb.cells)
+            if c.cell_type == "code" and not is_answer(c) and not nbmeta(c).get("grade")
+            and (is_setup(c) or i < first_answer)]
 
 
 def top_level_names(source: str, definitions_only: bool = False) -> set[str]:
     """Names a cell binds at the top level (imports, defs, and unless ``definitions_only`` assignments)."""
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
+        tree = parse(source)
+    except (SyntaxError, ValueError):
         return set()
     names = set()
     for node in tree.body:
@@ -278,24 +316,3 @@ def top_level_names(source: str, definitions_only: bool = False) -> set[str]:
         elif not definitions_only:
             names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     return names
-
-
-def course_names(src: SourceNotebook) -> set[str]:
-    """Names the course's own cells (setup, demo, tests) bind: an answer cell may not rebind them."""
-    names = set()
-    for cell in src.nb.cells:
-        if cell.cell_type == "code" and not (nbmeta(cell).get("solution") and not nbmeta(cell).get("grade")):
-            names |= top_level_names(source_text(cell), definitions_only=True)
-    return names - set(src.exercises)
-
-
-def scan_answers(src: SourceNotebook, answers: dict[str, str]) -> dict[str, list[str]]:
-    found = {}
-    protected = course_names(src)
-    for name, text in answers.items():
-        problems = scan.scan(text, src.reference_aliases)
-        rebound = sorted((top_level_names(text) & protected) - {"torch", "np", "numpy", "math", "F", "nn"})
-        problems += [f"rebinds `{n}`, which the course's cells define" for n in rebound]
-        if problems:
-            found[name] = problems
-    return found

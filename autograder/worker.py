@@ -1,9 +1,12 @@
 """One submission, in its own process: ``python -m autograder.worker JOB_DIR``.
 
-JOB_DIR is a private workspace laid out as an nbgrader course (``source/``, ``submitted/<student>/
-<assignment>/``, ``gradebook.db``: a copy of the template, never the instructor's gradebook). The
-parent sets the memory limit (RLIMIT_AS, inherited by the kernel) and the wall-clock limit. Writes
-``result.json`` (scores per test cell, guard reports, timeouts) and the feedback HTML.
+JOB_DIR is a private workspace laid out as an nbgrader course: ``submitted/<student>/<assignment>/``
+holds the notebook to execute (built by autograder/notebooks.py from the source notebook), and
+``gradebook.db`` a copy of the template gradebook (never the instructor's). ``student.json`` is the
+kernel's job: the student's code, the hidden tests, the sandbox's limits. nbgrader autogrades the
+notebook (its kernel starts the student's sandboxed process, autograder/kernel.py) and generates the
+feedback; this process writes ``result.json``: the score of every test cell, the errors of the test
+cells, and the events of the student's process (time-outs, crashes, protocol breaks).
 """
 from __future__ import annotations
 
@@ -33,83 +36,54 @@ def nbgrader_config(root: Path, db_url: str, cell_timeout: int | None = None):
     return cfg
 
 
-def _progress_execute(progress_file: Path):
-    from nbgrader.preprocessors import Execute
-
-    class ProgressExecute(Execute):
-        """nbgrader's Execute, writing the index of the cell it starts (to find what killed a kernel)."""
-
-        def preprocess_cell(self, cell, resources, index):
-            progress_file.write_text(json.dumps({"cell": index}))
-            return super().preprocess_cell(cell, resources, index)
-
-    return ProgressExecute
-
-
 def main(job_dir: str) -> int:
     ws = Path(job_dir)
     job = json.loads((ws / "job.json").read_text())
     os.chdir(ws)
-    os.environ["NBGRADER_EXECUTION"] = "autograde"
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.update(NBGRADER_EXECUTION="autograde", RLCOURSE_GRADING_JOB=str(ws / "student.json"))
+    for key, value in (("PYTHONWARNINGS", "ignore"), ("TRANSFORMERS_VERBOSITY", "error"), ("TQDM_DISABLE", "1"),
+                       ("HF_HUB_OFFLINE", "1"), ("MPLBACKEND", "Agg")):
+        os.environ.setdefault(key, value)
 
     import logging
 
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.api import Gradebook
-    from nbgrader.converters import Autograde
-    from nbgrader.preprocessors import Execute
     import nbformat
+    from nbgrader.api import Gradebook
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import OverwriteCells
 
     logging.getLogger().setLevel(logging.ERROR)
     db_url = f"sqlite:///{ws / 'gradebook.db'}"
     cfg = nbgrader_config(ws, db_url, job.get("cell_timeout"))
-    progress = ws / "progress.json"
-    steps = [p if p is not Execute else _progress_execute(progress) for p in Autograde.class_traits()["autograde_preprocessors"].default()]
-    cfg.Autograde.autograde_preprocessors = steps
+    # the notebook is built from the source by the grader: nothing of the student's to overwrite
+    cfg.Autograde.sanitize_preprocessors = [p for p in Autograde.class_traits()["sanitize_preprocessors"].default()
+                                            if p is not OverwriteCells]
     api = NbGraderAPI(config=cfg)
     a, s, nb_name = job["assignment"], job["student"], job["notebook"]
     out = api.autograde(a, s)
     result = {"success": bool(out.get("success")), "error": (out.get("error") or "")[-3000:],
-              "log": (out.get("log") or "")[-3000:], "grades": {}, "guard": [], "timeouts": [], "errors": {}}
+              "grades": {}, "errors": {}, "events": []}
     graded = ws / "autograded" / s / a / f"{nb_name}.ipynb"
     if not graded.exists():
         result["success"] = False
+    events = ws / "events.jsonl"
+    if events.exists():
+        for line in events.read_text().splitlines()[:1000]:
+            try:
+                result["events"].append(json.loads(line))
+            except ValueError:
+                pass
     if result["success"]:
         with Gradebook(db_url, cfg.CourseDirectory.course_id) as gb:
             sub = gb.find_submission_notebook(nb_name, a, s)
             for grade in sub.grades:
                 result["grades"][grade.name] = [float(grade.score or 0), float(grade.max_score or 0)]
         nb = nbformat.read(str(graded), as_version=4)
-        roles = job["roles"]
-        for i, cell in enumerate(nb.cells):
-            if cell.cell_type != "code" or i >= len(roles):
-                continue
-            role, what = roles[i]
+        for cell, (role, what) in zip(nb.cells, job["roles"]):
             for output in cell.get("outputs", []):
-                text = output.get("text", "") if output.get("output_type") == "stream" else ""
-                if role == "guard" and "RLCOURSE-GUARD:" in text:
-                    result["guard"].append([i, what, text.split("RLCOURSE-GUARD:", 1)[1].strip()[:300]])
-                if i == 0 and output.get("output_type") == "error":
-                    result["retry"] = f"the grader's guard did not start ({output.get('ename')})"
-                elif role == "guard" and output.get("output_type") == "error":
-                    result["guard"].append([i, what, f"the guard itself failed ({output.get('ename')})"])
                 if output.get("output_type") == "error":
-                    if output.get("ename") == "CellTimeoutError":
-                        result["timeouts"].append([i, role, what])
-                    if role == "test":
-                        result["errors"].setdefault(what, output.get("ename"))
-        # feedback: never show the hidden tests' code
-        for cell in nb.cells:
-            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
-                cell.source = __import__("re").sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS",
-                                                   "# (hidden tests)", cell.source, flags=__import__("re").S)
-        nb.cells = [c for i, c in enumerate(nb.cells) if i >= len(roles) or roles[i][0] != "guard"]
-        nbformat.write(nb, str(graded))
+                    result["errors"].setdefault(f"{role}:{what}", output.get("ename"))
         fb = api.generate_feedback(a, s)
         result["feedback_ok"] = bool(fb.get("success"))
     (ws / "result.json").write_text(json.dumps(result))

@@ -1,0 +1,70 @@
+"""What the graded notebook's first cell installs in the grader's kernel.
+
+The notebook that nbgrader executes (autograder/notebooks.py ``build``) holds the course's setup
+and test cells; each answer cell is ``%%student <name>`` followed by the student's code, which the
+kernel never runs: the cell magic binds ``<name>`` to the student's function in the sandboxed
+process. Each hidden block of a test cell is one line, ``__rlcourse__.hidden("<grade id>", <k>)``,
+that runs the hidden code (read from the job file, never shown in the notebook) with
+``rlcourse.checks`` in hidden mode, so a failing hidden test reports which check failed and its
+teaching message, never the hidden code, inputs or expected values.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import remote
+
+
+class HiddenTestFailed(AssertionError):
+    """A hidden test failed (the message says what to look at, not the test's data)."""
+
+
+class Grading:
+    def __init__(self, shell, job_file: Path):
+        self.shell = shell
+        self.job = json.loads(job_file.read_text())
+        self.student = remote.StudentProcess(self.job, job_file.with_name("events.jsonl"))
+        self.student.start()  # the sandbox starts while the setup cells run
+
+    def bind(self, line: str, cell: str) -> None:
+        """``%%student name``: the cell's body is the student's code (shown, run only in the sandbox)."""
+        name = line.strip()
+        if name:
+            self.shell.user_ns[name] = self.student.function(name)
+
+    def hidden(self, grade_id: str, index: int) -> None:
+        from rlcourse import checks
+
+        code = self.job["hidden"][grade_id][index]
+        quiet = getattr(checks, "hidden_checks", None)
+        try:
+            if quiet is not None:
+                with quiet():
+                    exec(compile(code, "<hidden test>", "exec"), self.shell.user_ns)  # noqa: S102 - course code
+            else:
+                exec(compile(code, "<hidden test>", "exec"), self.shell.user_ns)  # noqa: S102
+        except AssertionError as exc:
+            message = str(exc) if quiet is not None else "a check failed"
+            raise HiddenTestFailed(f"A hidden test failed: {message}") from None
+        except remote.StudentTimeout as exc:
+            raise HiddenTestFailed(f"A hidden test failed: {exc}") from None
+        except remote.StudentCrashed as exc:
+            raise HiddenTestFailed(f"A hidden test failed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - the message may carry hidden values: name the type only
+            kind = getattr(exc, "student_type", None)
+            where = f"your code raised {kind}" if kind else f"the test stopped with {type(exc).__name__}"
+            raise HiddenTestFailed(f"A hidden test failed: {where} on one of the hidden inputs.") from None
+
+    def close(self) -> None:
+        self.student.stop()
+
+
+def start(shell) -> Grading:
+    grading = Grading(shell, Path(os.environ["RLCOURSE_GRADING_JOB"]))
+    shell.register_magic_function(grading.bind, magic_kind="cell", magic_name="student")
+    import atexit
+
+    atexit.register(grading.close)
+    return grading

@@ -1,0 +1,190 @@
+"""The wire between the grader and the student's process: plain data only, never pickles.
+
+A message is a 4-byte big-endian length and a JSON body. Values travel as JSON with a few tagged
+objects: tensors ``{"$t": [dtype, shape, base64 bytes, requires_grad]}``, NumPy arrays and scalars,
+tuples, ``torch.Generator`` states, dtypes and exceptions as ``(type name, message)``. ``decode``
+rebuilds fresh objects of the standard types from that data, so nothing the student process sends
+can carry behaviour (a tensor subclass, an object with ``__eq__``, a pickle) into the grader.
+
+This file is also copied into the sandbox, where it may import nothing from the course.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import struct
+
+MAX_MESSAGE = 256 * 2**20  # bytes
+_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
+           "complex64", "complex128")
+
+
+class ProtocolError(Exception):
+    """The other side sent something that is not a well-formed message."""
+
+
+class Unencodable(TypeError):
+    """A value the wire cannot carry (a function, a module, an object of the student's own class)."""
+
+
+# ----------------------------------------------------------------------------- framing
+def send(fd: int, message) -> None:
+    body = json.dumps(message, allow_nan=True, separators=(",", ":")).encode()
+    data = struct.pack(">I", len(body)) + body
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side closed the connection")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(fd: int, max_bytes: int = MAX_MESSAGE):
+    (size,) = struct.unpack(">I", _read_exactly(fd, 4))
+    if size > max_bytes:
+        raise ProtocolError(f"a message of {size} bytes (the limit is {max_bytes})")
+    try:
+        return json.loads(_read_exactly(fd, size).decode())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"a message that is not JSON ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- values
+def encode(value, depth: int = 0):
+    """Plain data for ``value``; raises Unencodable for anything else."""
+    import numpy as np
+    import torch
+
+    if depth > 50:
+        raise Unencodable("the value is nested too deeply")
+    if value is None or type(value) in (bool, str):
+        return value
+    if type(value) is int:
+        return value if abs(value) < 2**62 else {"$bigint": str(value)}
+    if type(value) is float:
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        if t.is_sparse or t.layout != torch.strided:
+            t = t.to_dense()
+        t = torch.Tensor.cpu(t).contiguous()
+        name = str(t.dtype).replace("torch.", "")
+        if name not in _DTYPES:
+            raise Unencodable(f"a tensor of dtype {t.dtype}")
+        raw = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
+        data = raw.numpy().tobytes() if t.numel() else b""
+        return {"$t": [name, list(t.shape), base64.b64encode(data).decode(), bool(value.requires_grad)]}
+    if isinstance(value, torch.Generator):
+        return {"$gen": base64.b64encode(value.get_state().numpy().tobytes()).decode()}
+    if isinstance(value, torch.dtype):
+        return {"$dtype": str(value).replace("torch.", "")}
+    if isinstance(value, torch.device):
+        return {"$device": str(value)}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufc":
+            raise Unencodable(f"a NumPy array of dtype {value.dtype}")
+        a = np.ascontiguousarray(value)
+        return {"$nd": [a.dtype.str, list(a.shape), base64.b64encode(a.tobytes()).decode()]}
+    if isinstance(value, np.generic) and value.dtype.kind in "biufc":
+        return {"$np": [value.dtype.str, base64.b64encode(value.tobytes()).decode()]}
+    if type(value) in (list, tuple):
+        items = [encode(v, depth + 1) for v in value]
+        return items if type(value) is list else {"$tuple": items}
+    if type(value) is dict:
+        if not all(type(k) is str for k in value):
+            raise Unencodable("a dict whose keys are not all strings")
+        return {"$dict": {k: encode(v, depth + 1) for k, v in value.items()}}
+    if isinstance(value, (bool, int, float, str)):  # subclasses travel as the base type's value
+        base = next(b for b in (bool, int, float, str) if isinstance(value, b))
+        return encode(base(value), depth)
+    raise Unencodable(f"a value of type {type(value).__name__}")
+
+
+def decode(data, depth: int = 0):
+    """The value that ``encode`` described, built from scratch; ProtocolError on anything malformed."""
+    import numpy as np
+    import torch
+
+    if depth > 60:
+        raise ProtocolError("nested too deeply")
+    if data is None or type(data) in (bool, int, float, str):
+        return data
+    if type(data) is list:
+        return [decode(v, depth + 1) for v in data]
+    if type(data) is not dict or len(data) != 1:
+        raise ProtocolError(f"unexpected value {str(data)[:80]!r}")
+    (tag, body), = data.items()
+    try:
+        if tag == "$t":
+            name, shape, b64, requires_grad = body
+            if name not in _DTYPES or not all(type(s) is int and s >= 0 for s in shape):
+                raise ProtocolError(f"bad tensor header {name!r} {shape!r}")
+            dtype = getattr(torch, name)
+            raw = base64.b64decode(b64, validate=True)
+            n = math.prod(shape)
+            size = torch.empty((), dtype=dtype).element_size()
+            if len(raw) != n * size:
+                raise ProtocolError("tensor data of the wrong length")
+            if n == 0:
+                t = torch.empty(shape, dtype=dtype)
+            elif dtype == torch.bfloat16:
+                t = torch.frombuffer(bytearray(raw), dtype=torch.int16).view(torch.bfloat16).reshape(shape).clone()
+            else:
+                t = torch.frombuffer(bytearray(raw), dtype=dtype).reshape(shape).clone()
+            if requires_grad is True and (t.is_floating_point() or t.is_complex()):
+                t.requires_grad_(True)
+            return t
+        if tag == "$gen":
+            g = torch.Generator()
+            g.set_state(torch.frombuffer(bytearray(base64.b64decode(body, validate=True)), dtype=torch.uint8).clone())
+            return g
+        if tag == "$dtype":
+            if body not in _DTYPES:
+                raise ProtocolError(f"bad dtype {body!r}")
+            return getattr(torch, body)
+        if tag == "$device":
+            return torch.device(str(body))
+        if tag == "$nd":
+            dt, shape, b64 = body
+            dtype = np.dtype(str(dt))
+            if dtype.kind not in "biufc" or not all(type(s) is int and s >= 0 for s in shape):
+                raise ProtocolError("bad array header")
+            return np.frombuffer(base64.b64decode(b64, validate=True), dtype=dtype).reshape(shape).copy()
+        if tag == "$np":
+            dt, b64 = body
+            dtype = np.dtype(str(dt))
+            if dtype.kind not in "biufc":
+                raise ProtocolError("bad scalar dtype")
+            return np.frombuffer(base64.b64decode(b64, validate=True), dtype=dtype)[0]
+        if tag == "$tuple":
+            if type(body) is not list:
+                raise ProtocolError("bad tuple")
+            return tuple(decode(v, depth + 1) for v in body)
+        if tag == "$dict":
+            if type(body) is not dict:
+                raise ProtocolError("bad dict")
+            return {str(k): decode(v, depth + 1) for k, v in body.items()}
+        if tag == "$float":
+            if body not in ("nan", "inf", "-inf"):
+                raise ProtocolError("bad float")
+            return float(body)
+        if tag == "$bigint":
+            if len(body) > 5000:
+                raise ProtocolError("integer too long")
+            return int(body)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any malformed body is a protocol error
+        raise ProtocolError(f"malformed {tag}: {type(exc).__name__}: {str(exc)[:100]}") from None
+    raise ProtocolError(f"unknown tag {tag!r}")

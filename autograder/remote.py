@@ -1,0 +1,389 @@
+"""The grader's side of the student's process: start it in the sandbox, load the student's cells,
+call their functions with plain values, and carry gradients back through ``torch.autograd``.
+
+A test cell calls ``sft_loss(lp, m)`` as before; ``sft_loss`` is a ``RemoteFunction``. Its
+arguments travel as data (autograder/protocol.py), the student's process runs the function and
+returns data, and the grader rebuilds fresh tensors from it. When an argument requires grad, the
+outputs are joined to the grader's autograd graph by ``_Bridge``: its backward sends the output
+gradients to the student's process, which differentiates its own graph and returns the input
+gradients. So ``loss.backward()`` and ``check_no_grad(advantages, ...)`` work in the test cell as
+they would in the student's notebook, and every gradient is one the student's code computed.
+
+A call that runs past its time limit, a student process that dies, or one that breaks the
+protocol, raises in the test cell (the test fails, the exercise loses those points), is written to
+the job's event log for the grader's report, and the process is started again for the next call.
+"""
+from __future__ import annotations
+
+import builtins
+import itertools
+import json
+import os
+import select
+import signal
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from . import protocol as P
+from . import sandbox
+
+# exception types rebuilt as themselves; any other type arrives as StudentError("Type: message")
+PLAIN_EXCEPTIONS = {name: getattr(builtins, name) for name in (
+    "ValueError", "TypeError", "IndexError", "KeyError", "LookupError", "RuntimeError", "NotImplementedError",
+    "ZeroDivisionError", "ArithmeticError", "OverflowError", "FloatingPointError", "AssertionError",
+    "AttributeError", "NameError", "UnboundLocalError", "MemoryError", "RecursionError", "TimeoutError",
+    "StopIteration", "SyntaxError", "ImportError", "ModuleNotFoundError", "OSError", "PermissionError",
+    "FileNotFoundError", "Exception")}
+
+
+class StudentError(Exception):
+    """An exception of a type of the student's own (its name and message are in the text)."""
+
+
+class StudentTimeout(Exception):
+    """The student's function did not return in time."""
+
+
+class StudentCrashed(Exception):
+    """The student's process ended while running their code."""
+
+
+class StudentProtocolError(Exception):
+    """The student's process sent something that is not a well-formed reply: evidence of tampering."""
+
+
+def _tensors(obj, out):
+    """Tensors that require grad, depth first (the student's process walks in the same order)."""
+    if isinstance(obj, torch.Tensor):
+        if obj.requires_grad:
+            out.append(obj)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _tensors(v, out)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            _tensors(v, out)
+    return out
+
+
+def _generators(obj, out):
+    if isinstance(obj, torch.Generator):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _generators(v, out)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            _generators(v, out)
+    return out
+
+
+def _replace(obj, new: dict):
+    """``obj`` with the tensors whose id is in ``new`` replaced (structure rebuilt, not mutated)."""
+    if isinstance(obj, torch.Tensor):
+        return new.get(id(obj), obj)
+    if isinstance(obj, list):
+        return [_replace(v, new) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_replace(v, new) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _replace(v, new) for k, v in obj.items()}
+    return obj
+
+
+class _Bridge(torch.autograd.Function):
+    """Outputs computed in the student's process, joined to the grader's graph."""
+
+    @staticmethod
+    def forward(ctx, client, call_id, n_inputs, *tensors):
+        ctx.client, ctx.call_id, ctx.n_inputs = client, call_id, n_inputs
+        ctx.n_outputs = len(tensors) - n_inputs
+        ctx.input_meta = [(t.shape, t.dtype) for t in tensors[:n_inputs]]
+        return tuple(t.clone() for t in tensors[n_inputs:])
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        grads = ctx.client.backward(ctx.call_id, list(grad_outputs), ctx.input_meta)
+        return (None, None, None, *grads, *([None] * ctx.n_outputs))
+
+
+class RemoteFunction:
+    """A student's function, living in the student's process; called like the function itself."""
+
+    __rlcourse_remote__ = True
+
+    def __init__(self, client: "StudentProcess", name: str, defined: bool):
+        self._client, self.__name__, self.__qualname__ = client, name, name
+        self.__module__ = "__main__"
+        self.defined = defined
+
+    def __call__(self, *args, **kwargs):
+        return self._client.call(self.__name__, args, kwargs)
+
+    def __repr__(self):
+        return f"<the student's function {self.__name__}>"
+
+
+class StudentProcess:
+    """One sandboxed student process serving one notebook's functions (restarted when it must be)."""
+
+    def __init__(self, job: dict, events: Path | None = None):
+        self.job = job
+        self.events = events
+        self.proc = None
+        self.skip: list = []
+        self.loaded = None
+        self.ids = itertools.count()
+        self.current = None  # exercise being called (for the event log)
+        self.starts = 0
+
+    # --------------------------------------------------------------------------- events
+    def event(self, kind: str, detail: str, exercise: str | None = None) -> None:
+        if self.events is not None:
+            with open(self.events, "a") as fh:
+                fh.write(json.dumps({"kind": kind, "exercise": exercise or self.current, "detail": detail[:300]}) + "\n")
+
+    # --------------------------------------------------------------------------- process
+    def start(self) -> None:
+        """Start the process and send it the cells (does not wait for them to run)."""
+        self.stop()
+        self.starts += 1
+        argv, env = sandbox.command(Path(self.job["sandbox_root"]), self.job.get("scratch_mb", 256),
+                                    self.job.get("threads", 1), self.job.get("no_sandbox", False))
+        log = open(self.job["log"], "ab")
+        cwd = self.job.get("cwd") or "/"
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                                     cwd=cwd, preexec_fn=sandbox.limiter(self.job.get("memory_gb", 4.0),
+                                                                         self.job.get("cpu_seconds", 600)))
+        log.close()
+        for f in (self.proc.stdin, self.proc.stdout):
+            os.set_blocking(f.fileno(), False)
+        self._send({"op": "load", "prelude": self.job["prelude"], "cells": self.job["cells"],
+                    "names": self.job["names"], "cell_seconds": self.job.get("cell_seconds", 60), "skip": self.skip},
+                   time.time() + 30)
+        self.loaded = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+            self.proc = None
+
+    def wait_loaded(self) -> dict:
+        """Wait until the student's cells have run; a cell that hangs is skipped (the process restarts)."""
+        if self.loaded is not None:
+            return self.loaded
+        limit = self.job.get("cell_seconds", 60) + 30
+        ready = False
+        current_cell = None
+        while True:
+            try:
+                msg = self._receive(time.time() + (limit if ready else 120))
+            except StudentTimeout:
+                if current_cell is None or current_cell in self.skip:
+                    self.event("error", "the student's process did not start")
+                    self.loaded = {"names": {}, "errors": {}}
+                    return self.loaded
+                self.skip.append(current_cell)
+                self.event("cell_timeout", f"cell {current_cell} of the student's notebook did not finish: skipped",
+                           exercise="")
+                self.start()
+                ready, current_cell = False, None
+                continue
+            except (StudentCrashed, StudentProtocolError) as exc:
+                if current_cell is None or current_cell in self.skip:
+                    self.event("crashed", f"the student's process stopped before running their cells: {exc}")
+                    self.loaded = {"names": {}, "errors": {}}
+                    return self.loaded
+                self.skip.append(current_cell)
+                self.event("crashed", f"cell {current_cell} of the student's notebook stopped the process: skipped",
+                           exercise="")
+                self.start()
+                ready, current_cell = False, None
+                continue
+            event = msg.get("event") if isinstance(msg, dict) else None
+            if event == "ready":
+                ready = True
+            elif event == "cell":
+                current_cell = msg.get("id")
+            elif event == "loaded" and isinstance(msg.get("names"), dict):
+                self.loaded = {"names": {str(k): v is True for k, v in msg["names"].items()},
+                               "errors": msg.get("errors") if isinstance(msg.get("errors"), dict) else {}}
+                return self.loaded
+            else:
+                self._protocol(f"unexpected message while loading: {str(msg)[:100]}")
+
+    # --------------------------------------------------------------------------- wire
+    def _send(self, message, deadline: float) -> None:
+        body = json.dumps(message, separators=(",", ":")).encode()
+        data = memoryview(struct.pack(">I", len(body)) + body)
+        fd = self.proc.stdin.fileno()
+        while data:
+            left = deadline - time.time()
+            if left <= 0:
+                raise StudentTimeout("the student's process stopped reading")
+            _, writable, _ = select.select([], [fd], [], left)
+            if writable:
+                try:
+                    n = os.write(fd, data)
+                except BrokenPipeError:
+                    raise StudentCrashed(self._exit_status()) from None
+                data = data[n:]
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        fd = self.proc.stdout.fileno()
+        chunks, left = [], n
+        while left:
+            wait = deadline - time.time()
+            if wait <= 0:
+                raise StudentTimeout("no reply in time")
+            readable, _, _ = select.select([fd], [], [], wait)
+            if not readable:
+                continue
+            try:
+                chunk = os.read(fd, min(left, 1 << 20))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise StudentCrashed(self._exit_status())
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def _receive(self, deadline: float):
+        (size,) = struct.unpack(">I", self._read(4, deadline))
+        if size > P.MAX_MESSAGE:
+            raise StudentProtocolError(f"a reply of {size} bytes")
+        try:
+            return json.loads(self._read(size, deadline).decode())
+        except (UnicodeDecodeError, ValueError):
+            raise StudentProtocolError("a reply that is not JSON") from None
+
+    def _exit_status(self) -> str:
+        try:
+            code = self.proc.wait(timeout=5) if self.proc else None
+        except subprocess.TimeoutExpired:
+            return "the student's process closed its side of the connection"
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            return f"the student's process was killed by {name}" + (
+                " (CPU time limit)" if name == "SIGXCPU" else " (memory or resource limit?)" if name == "SIGKILL" else "")
+        return f"the student's process exited (status {code})"
+
+    def _protocol(self, detail: str):
+        self.event("protocol", detail)
+        self.start()
+        raise StudentProtocolError(f"the student's process broke the grading protocol: {detail}")
+
+    def _request(self, message, seconds: float):
+        """Send one request and return its reply, restarting the process after any failure."""
+        if self.proc is None:
+            self.start()
+        self.wait_loaded()
+        deadline = time.time() + seconds
+        try:
+            self._send(message, deadline)
+            reply = self._receive(deadline)
+        except StudentTimeout:
+            self.event("timeout", f"{message.get('name') or self.current} did not return within {seconds:g} s")
+            self.start()
+            raise StudentTimeout(f"`{self.current}` did not return within {seconds:g} s: is there an endless loop?") from None
+        except StudentCrashed as exc:
+            self.event("crashed", str(exc))
+            self.start()
+            raise StudentCrashed(f"`{self.current}` stopped the Python process that runs it ({exc})") from None
+        except StudentProtocolError as exc:
+            self._protocol(str(exc))
+        if not isinstance(reply, dict) or not ({"ok", "error"} & set(reply)):
+            self._protocol(f"a reply without a result: {str(reply)[:100]}")
+        return reply
+
+    def _raise(self, error) -> None:
+        try:
+            name, message, where = (str(x) for x in error)
+        except (TypeError, ValueError):
+            self._protocol(f"a malformed error {str(error)[:100]}")
+        if name == "MemoryError":
+            self.event("memory", f"{self.current}: MemoryError")
+        cls = PLAIN_EXCEPTIONS.get(name)
+        exc = cls(message) if cls is not None else StudentError(f"{name}: {message}")
+        exc.student_type = name
+        if where.strip():
+            exc.add_note("where, in your code:\n" + where.rstrip())
+        raise exc
+
+    # --------------------------------------------------------------------------- calls
+    def function(self, name: str) -> RemoteFunction:
+        if self.proc is None:
+            self.start()
+        return RemoteFunction(self, name, bool(self.wait_loaded()["names"].get(name)))
+
+    def call(self, name: str, args: tuple, kwargs: dict):
+        self.current = name
+        args = list(args)
+        inputs = _tensors([args, kwargs], [])
+        try:
+            message = {"op": "call", "name": name, "call_id": next(self.ids), "args": P.encode(args),
+                       "kwargs": P.encode(dict(kwargs))}
+        except P.Unencodable as exc:
+            raise TypeError(f"the grader cannot send {exc} to `{name}`") from None
+        reply = self._request(message, self.job.get("call_seconds", 60))
+        if "error" in reply:
+            self._raise(reply["error"])
+        try:
+            result = P.decode(reply["ok"])
+            mutated = {k: P.decode(v) for k, v in (reply.get("mutated") or {}).items()}
+            states = [P.decode(s) for s in (reply.get("generators") or [])]
+        except P.ProtocolError as exc:
+            self._protocol(str(exc))
+        # arguments the function changed in place (the contract forbids it; the tests may look)
+        for key, value in mutated.items():
+            target = args[int(key)] if key.isdigit() and int(key) < len(args) else kwargs.get(key)
+            if isinstance(target, torch.Tensor) and isinstance(value, torch.Tensor) and \
+                    value.shape == target.shape and value.dtype == target.dtype:
+                with torch.no_grad():
+                    target.copy_(value.to(target.device))
+        for gen, state in zip(_generators([args, kwargs], []), states):
+            if isinstance(state, torch.Generator) and gen.device.type == "cpu":
+                gen.set_state(state.get_state())
+        outputs = _tensors(result, [])
+        if not (inputs and outputs):
+            return result
+        for t in outputs:
+            t.requires_grad_(False)
+        joined = _Bridge.apply(self, message["call_id"], len(inputs), *inputs, *outputs)
+        return _replace(result, {id(t): j for t, j in zip(outputs, joined)})
+
+    def backward(self, call_id: int, grad_outputs: list, input_meta: list) -> list:
+        grads = [g if g is not None else None for g in grad_outputs]
+        reply = self._request({"op": "backward", "call_id": call_id, "grads": P.encode(grads)},
+                              self.job.get("call_seconds", 60))
+        if "error" in reply:
+            self._raise(reply["error"])
+        try:
+            decoded = P.decode(reply["ok"])
+        except P.ProtocolError as exc:
+            self._protocol(str(exc))
+        if not isinstance(decoded, list) or len(decoded) != len(input_meta):
+            self._protocol("a backward reply of the wrong length")
+        out = []
+        for g, (shape, dtype) in zip(decoded, input_meta):
+            if g is None:
+                out.append(None)
+            elif isinstance(g, torch.Tensor) and g.shape == shape:
+                out.append(g.to(dtype))
+            else:
+                self._protocol("a gradient of the wrong shape")
+        return out

@@ -1,0 +1,134 @@
+"""The OS-level sandbox the student's process runs in (bubblewrap, from Debian's ``bubblewrap``).
+
+What the student's process gets:
+- its own PID, network, IPC and UTS namespaces: it sees no other process and has no network;
+- the user ``nobody`` (uid 65534, every capability dropped, ``no_new_privs``): ``setpriv`` switches
+  to it inside the sandbox, so even a way out of the mount namespace finds an unprivileged user;
+- read-only: the system libraries, the Python installation and its virtual environment, and
+  ``/grader`` (the student-side server and a copy of the helper package without the answer key
+  and without the training plumbing, see ``STUDENT_MODULES``). Nothing else of this machine is
+  visible: not the repository, ``solutions/``, the gradebook, the submissions or other workspaces;
+- one writable place, a size-capped tmpfs at ``/tmp`` (also HOME and the working directory), and a
+  private ``/dev/shm``; both vanish with the sandbox;
+- limits on address space, CPU seconds, processes and file size; ``--die-with-parent`` and the PID
+  namespace end every process it started when it ends.
+
+``no_sandbox=True`` (the grader's ``--no-sandbox``) runs the same server as a plain child process
+with the same resource limits: no isolation, and every report says so.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# helper modules a student's code may import in the sandbox: no answer key (reference), no training
+# plumbing that computes an exercise's quantity on the way (rollout, rewards)
+STUDENT_MODULES = ("__init__", "config", "paths", "checks", "cafe", "problems", "plots", "model")
+INSTALL_HINT = ("the sandbox tool bubblewrap (`bwrap`) is not installed: `bash scripts/course.sh setup` installs it "
+                "(Debian/Ubuntu: `apt-get install bubblewrap`); or pass --no-sandbox to grade without isolation")
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def check_available() -> None:
+    """Raise RuntimeError with the install hint when bubblewrap is missing or cannot start a sandbox."""
+    import subprocess
+
+    tool = bwrap_path()
+    if tool is None:
+        raise RuntimeError(INSTALL_HINT)
+    probe = subprocess.run([tool, "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        raise RuntimeError(f"bubblewrap cannot start a sandbox here ({probe.stderr.decode(errors='replace').strip()}); "
+                           "grade as root, or pass --no-sandbox to grade without isolation")
+
+
+def prepare_root(dest: Path) -> Path:
+    """Lay out what the sandbox mounts at /grader: the server, the protocol and the allowed helper modules."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("protocol.py", "student_server.py"):
+        shutil.copy(HERE / name, dest / name)
+    pkg = dest / "rlcourse"
+    pkg.mkdir(exist_ok=True)
+    for module in STUDENT_MODULES:
+        src = REPO / "rlcourse" / f"{module}.py"
+        if src.exists():
+            shutil.copy(src, pkg / f"{module}.py")
+    # matplotlib's font list, built once here so the student's process need not build it every time
+    import subprocess
+
+    mpl = dest / "mpl"
+    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={**os.environ, "MPLCONFIGDIR": str(mpl)},
+                   capture_output=True, timeout=300)
+    for p in [dest, pkg, *dest.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dest
+
+
+def _parents(path: Path) -> list[str]:
+    return [str(p) for p in reversed(path.parents) if str(p) != "/"]
+
+
+def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: bool = False) -> tuple[list[str], dict]:
+    """argv and environment that start the student server in the sandbox."""
+    python = Path(sys.executable)
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": "/grader", "PYTHONDONTWRITEBYTECODE": "1",
+           "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.mpl", "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONWARNINGS": "ignore", "LANG": "C.UTF-8", "NBGRADER_EXECUTION": "autograde"}
+    if no_sandbox:
+        env.update(PYTHONPATH=str(root), HOME=str(root.parent), MPLCONFIGDIR=str(root.parent / ".mpl"))
+        return [str(python), str(root / "student_server.py")], env
+    args = [bwrap_path(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    for system in ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin"):
+        if os.path.exists(system):
+            args += ["--ro-bind", system, system] if not os.path.islink(system) else ["--symlink", os.readlink(system), system]
+    for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf"):
+        if os.path.exists(etc):
+            args += ["--ro-bind", etc, etc]
+    if os.path.isdir("/sys/devices/system/cpu"):
+        args += ["--ro-bind", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    made = set()
+    prefixes = sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.prefix), python.parent.parent})
+    for prefix in prefixes:
+        if str(prefix).startswith(("/usr/", "/bin/", "/lib/")):
+            continue
+        for parent in _parents(prefix):
+            if parent not in made and not any(parent.startswith(s + "/") or parent == s for s in ("/usr", "/lib", "/bin")):
+                args += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
+        args += ["--ro-bind", str(prefix), str(prefix)]
+    args += ["--ro-bind", str(root), "/grader", "--proc", "/proc", "--dev", "/dev",
+             "--size", str(scratch_mb * 2**20), "--perms", "1777", "--tmpfs", "/tmp",
+             "--size", str(64 * 2**20), "--perms", "1777", "--tmpfs", "/dev/shm",
+             "--chdir", "/tmp", "--",
+             "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--bounding-set=-all",
+             "--inh-caps=-all", "--no-new-privs",
+             str(python), "/grader/student_server.py"]
+    return args, env
+
+
+def limiter(memory_gb: float, cpu_seconds: int, processes: int = 512, file_mb: int = 64):
+    """preexec_fn for the sandbox: its own session and resource limits (inherited by everything inside)."""
+    def apply():
+        os.setsid()
+        limits = [(resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_FSIZE, file_mb * 2**20),
+                  (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, processes)]
+        if memory_gb:
+            limits.append((resource.RLIMIT_AS, int(memory_gb * 2**30)))
+        for which, value in limits:
+            try:
+                resource.setrlimit(which, (value, value))
+            except (ValueError, OSError):
+                pass
+    return apply
