@@ -213,20 +213,6 @@ def test_zip_lms_export(tmp_path):
     assert got == {"ana": ("5", "ok"), "ben": ("0", "ok"), "cy": ("5", "renamed"), "dee": ("0", "invalid_json")}
 
 
-@pytest.mark.parametrize("source", [
-    "torch.allclose = f", "import sys", "AssertionError = Exception", "from rlcourse import reference",
-    "import rlcourse.checks", "get_ipython()", "open('x')", "x.__class__", "def f():\n    global g",
-    "import builtins\nbuiltins.print = f", "setattr(torch, 'allclose', f)", "exec('1')"])
-def test_scan_rejects(source):
-    assert scan.scan(source)
-
-
-def test_scan_accepts_plain_answers():
-    assert scan.scan(SFT_OK) == [] and scan.scan(SFT_PARTIAL) == []
-    assert scan.scan("import torch\nimport torch.nn.functional as F\ndef f(x):\n    y = x.clone()\n"
-                     "    y[0] = 1\n    y += 1\n    return F.log_softmax(y, -1)\n") == []
-
-
 def test_config_keys_are_read_by_nbgrader():
     """The timeout and output limits sit on keys nbgrader 0.9 declares as configurable."""
     from nbgrader.preprocessors import Execute, LimitOutput
