@@ -292,6 +292,7 @@ class Outcome:
     seconds: float = 0.0
     feedback: str | None = None  # nbgrader's feedback HTML
     autograded: str | None = None  # the executed notebook (for formgrader)
+    peak_mb: dict | None = None  # peak resident memory of the worker and of its largest child
 
 
 def release_answers(course_root: Path, src: nbs.SourceNotebook) -> dict[str, str]:
@@ -338,10 +339,10 @@ def run_item(item: Item, src: nbs.SourceNotebook, opts) -> Outcome:
     with lock:  # identical code runs once per batch: the executed notebook would be the same
         if key not in _CACHE or not opts.cache:
             _CACHE[key] = execute(item, src, ex, opts)
-        points, run_tags, run_notes, feedback, autograded = _CACHE[key]
+        points, run_tags, run_notes, feedback, autograded, peak = _CACHE[key]
     outcome.points, outcome.tags = dict(points), sorted(tags | run_tags)
     outcome.notes = notes + run_notes
-    outcome.feedback, outcome.autograded = feedback, autograded
+    outcome.feedback, outcome.autograded, outcome.peak_mb = feedback, autograded, peak
     outcome.seconds = time.time() - start
     return outcome
 
@@ -352,7 +353,8 @@ _CACHE_LOCKS: dict = {}
 
 
 def _limit_worker():
-    os.setsid()
+    os.setsid()  # its own group, so a time-out kills the worker with its kernel
+    sandbox.die_with_parent()
 
 
 def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
@@ -396,13 +398,13 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
                 proc.wait()
                 tags |= {"timeout", "error"}
                 notes.append(f"the notebook did not finish within {opts.timeout:g} s")
-                return zero, tags, notes, None, None
+                return zero, tags, notes, None, None, None
         result = json.loads((ws / "result.json").read_text()) if (ws / "result.json").exists() else None
         if not result or not result["success"]:
             tags.add("error")
             detail = (result or {}).get("error", "") or (ws / "worker.log").read_text(errors="replace")
             notes.append("the notebook could not be run: " + detail[-300:].strip())
-            return zero, tags, notes, None, None
+            return zero, tags, notes, None, None, None
         points = dict(zero)
         for gid, (score, _) in result["grades"].items():
             owner = src.test_owner.get(gid)
@@ -430,7 +432,7 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
         fb = next((ws / "feedback").rglob("*.html"), None) if (ws / "feedback").exists() else None
         graded = ws / "autograded" / "student" / item.assignment / f"{item.notebook}.ipynb"
         return (points, tags, _dedupe(notes), fb.read_text(errors="replace") if fb else None,
-                graded.read_text() if graded.exists() else None)
+                graded.read_text() if graded.exists() else None, result.get("peak_mb"))
     finally:
         if not opts.keep:
             shutil.rmtree(ws, ignore_errors=True)
@@ -575,6 +577,8 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                 except (ValueError, TypeError):
                     pass
             todo.append((key, it))
+            if os.environ.get("RLCOURSE_GRADE_DEBUG"):
+                print("todo", key, it.student, file=sys.stderr)
         bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=quiet, file=sys.stderr)
 
         def finish(key: str, outcome: Outcome) -> None:

@@ -244,6 +244,29 @@ def split_hidden(grade_id: str, source: str) -> tuple[str, list[str]]:
     return HIDDEN_BLOCK.sub(keep, source), blocks
 
 
+_CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$", re.S)
+
+
+def render_math(markdown: str) -> str:
+    """Markdown with its ``$...$`` and ``$$...$$`` turned into MathML, which browsers show offline
+    (feedback pages are read without a network; nbconvert's MathJax comes from a CDN)."""
+    try:
+        from latex2mathml.converter import convert
+    except ImportError:
+        return markdown
+
+    def one(match):
+        block, inline = match.group(1), match.group(2)
+        try:
+            return convert((block or inline).strip(), display="block" if block else "inline")
+        except Exception:  # noqa: BLE001 - leave what the converter cannot read as it was
+            return match.group(0)
+
+    parts = _CODE.split(markdown)
+    return "".join(part if i % 2 else _MATH.sub(one, part) for i, part in enumerate(parts))
+
+
 def is_setup(cell) -> bool:
     return cell.get("cell_type") == "code" and "setup" in (cell.get("metadata", {}).get("tags") or [])
 
@@ -265,6 +288,7 @@ def build(src: SourceNotebook, answers: dict[str, str]):
     for i, cell in enumerate(nb.cells):
         meta = nbmeta(cell)
         if cell.cell_type == "markdown":
+            cell.source = render_math(source_text(cell))
             cells.append(cell)
             roles.append(("markdown", None))
         elif cell.cell_type != "code":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -118,10 +119,21 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
     return args, env
 
 
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the process that started it ends (a killed batch leaves nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def limiter(memory_gb: float, cpu_seconds: int, processes: int = 512, file_mb: int = 64):
     """preexec_fn for the sandbox: its own session and resource limits (inherited by everything inside)."""
     def apply():
         os.setsid()
+        die_with_parent()
         limits = [(resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_FSIZE, file_mb * 2**20),
                   (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, processes)]
         if memory_gb:

@@ -86,6 +86,10 @@ def main(job_dir: str) -> int:
                     result["errors"].setdefault(f"{role}:{what}", output.get("ename"))
         fb = api.generate_feedback(a, s)
         result["feedback_ok"] = bool(fb.get("success"))
+    import resource
+
+    result["peak_mb"] = {who: resource.getrusage(which).ru_maxrss / 1024 for who, which in
+                         (("worker", resource.RUSAGE_SELF), ("kernel_or_student", resource.RUSAGE_CHILDREN))}
     (ws / "result.json").write_text(json.dumps(result))
     return 0
 

@@ -4,17 +4,21 @@
 
 Builds a synthetic class in which every student submits the course's solution notebooks (all of
 solutions/, whatever exists), grades it with caching off (every student really runs), and prints
-the wall time per student (the whole course) and the extrapolation to a class of 30.
+the wall time per student (the whole course), each notebook's peak resident memory, and the
+extrapolation to classes of 30 and 300.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from autograder.grade import REPO, grade
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from autograder.grade import REPO, grade  # noqa: E402
 
 
 def main() -> None:
@@ -34,10 +38,15 @@ def main() -> None:
                 dest = tmp / "submitted" / f"student{i:02d}" / nb.parent.name / nb.name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(nb, dest)
+        # a first run over one notebook builds the cached template gradebook (once per course version)
         t0 = time.time()
         rows = grade(tmp / "submitted", tmp / "out", root, f"sqlite:///{tmp / 'gb.db'}", workers=a.workers,
-                     quiet=True, cache=False)
+                     quiet=True, cache=False, nbgrader_dir=tmp / "nbgrader")
         wall = time.time() - t0
+        peaks = {}
+        for f in (tmp / "out" / ".grading" / "results").glob("*.json"):
+            r = json.loads(f.read_text())
+            peaks[(r["student"], r["assignment"])] = r.get("peak_mb") or {}
     full = sum(r["total"] == r["max"] for r in rows)
     per_student = wall / a.students
     print(f"course root: {root}")
@@ -45,9 +54,13 @@ def main() -> None:
     print(f"students: {a.students}, workers: {a.workers}, rows at full marks: {full}/{len(rows)}")
     print(f"wall time: {wall:.1f} s for the class, {per_student:.1f} s per student "
           f"(sum of per-notebook times: {sum(float(r['seconds']) for r in rows) / a.students:.1f} s per student)")
+    print("  notebook                  points         status        seconds   peak RSS MB (worker / kernel or student)")
     for r in rows[: len(sources)]:
-        print(f"  {r['assignment']:<24} {r['total']:>5} / {r['max']:<5} {r['status']:<12} {r['seconds']:>6} s")
-    print(f"class of 30 (extrapolated at {a.workers} workers): {per_student * 30 / 60:.1f} min")
+        peak = peaks.get((r["student"], r["assignment"]), {})
+        print(f"  {r['assignment']:<24} {r['total']:>5} / {r['max']:<5} {r['status']:<12} {r['seconds']:>6} s   "
+              f"{peak.get('worker', 0):6.0f} / {peak.get('kernel_or_student', 0):6.0f}")
+    print(f"class of 30 (extrapolated at {a.workers} workers): {per_student * 30 / 60:.1f} min; "
+          f"class of 300: {per_student * 300 / 3600:.1f} h")
 
 
 if __name__ == "__main__":

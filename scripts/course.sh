@@ -8,12 +8,25 @@
 # The environment is a virtualenv in .venv with torch 2.13.0 (CPU) pinned; it is rebuilt when
 # pyproject.toml or scripts/constraints.txt change. Set PYTHON to choose the interpreter.
 set -euo pipefail
+CALLER_PWD=$(pwd)
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PY=${PYTHON:-python3}
 STAMP="$VENV/.course-stamp"
 want=$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -d' ' -f1)
+
+# The grader runs student code in a bubblewrap sandbox (autograder/sandbox.py): install it when missing.
+system_packages() {
+  command -v bwrap >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing bubblewrap (the grader's sandbox)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } >/dev/null 2>&1 \
+      || echo "    could not install bubblewrap: grading needs it (or --no-sandbox)" >&2
+  else
+    echo "note: grading needs bubblewrap (apt-get install bubblewrap, as root)" >&2
+  fi
+}
 
 setup() {
   if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then return; fi
@@ -37,11 +50,14 @@ case "$cmd" in
     exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT/notebooks" ${extra[@]+"${extra[@]}"} "$@" ;;  # (this form also works on bash 3.2 with set -u)
   test)
     setup
+    system_packages
     export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
     exec "$VENV/bin/python" -m pytest "$@" ;;
   grade)
     setup
+    system_packages
     export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+    cd "$CALLER_PWD"  # relative paths (SUBMISSIONS, --out, --db) are the caller's
     exec "$VENV/bin/python" -m autograder.grade "$@" ;;
   *) echo "usage: bash scripts/course.sh [lab|test|setup|grade] [args...]" >&2; exit 2 ;;
 esac

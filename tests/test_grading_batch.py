@@ -1,0 +1,229 @@
+"""The grading command as an instructor runs it: intake of messy exports, a batch killed and run
+again, a real PostgreSQL gradebook, and where nbgrader's own tools find the results.
+
+Fixture course: tests/fixtures/course (``sft_loss`` 1 visible + 2 hidden points, ``sequence_log_prob``
+1 + 1). Each graded notebook costs a few seconds, so each test grades one small class.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from autograder.grade import grade
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE = ROOT / "tests" / "fixtures" / "course"
+RELEASE = COURSE / "notebooks" / "demo" / "demo.ipynb"
+SFT_OK = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
+          "    return -(token_logps * m).sum() / m.sum()\n")
+SEQ_OK = "def sequence_log_prob(token_logps, mask):\n    return (token_logps * mask.to(token_logps.dtype)).sum(-1)\n"
+SFT_PARTIAL = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
+               "    return (-(token_logps * m).sum(-1) / m.sum(-1)).mean()\n")
+
+
+def notebook(answers: dict, mutate=None) -> str:
+    nb = json.loads(RELEASE.read_text())
+    for cell in nb["cells"]:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in answers and not cell["metadata"]["nbgrader"].get("grade"):
+            cell["source"] = answers[gid]
+    if mutate:
+        mutate(nb)
+    return json.dumps(nb, indent=1)
+
+
+def table(out: Path) -> dict:
+    with open(out / "grades.csv") as fh:
+        return {r["student"]: r for r in csv.DictReader(fh)}
+
+
+def without_timing(out: Path) -> list:
+    with open(out / "grades.csv") as fh:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
+
+
+# ----------------------------------------------------------------------------- intake, via the README command
+def test_messy_lms_zip_through_the_course_command(tmp_path):
+    """Names with spaces and accents stay apart; junk files make no students; a corrupt entry or a
+    malformed grade id costs only its own student; nbgrader folders and flat files mix; relative
+    paths are the caller's."""
+    def malformed(nb):  # grade ids of the wrong type (an editor or a script broke the metadata)
+        for cell in nb["cells"]:
+            meta = cell.get("metadata", {}).get("nbgrader")
+            if meta and meta.get("grade_id") == "sft_loss":
+                meta["grade_id"] = ["sft_loss"]
+            elif meta and meta.get("grade_id") == "test_sequence_log_prob":
+                meta["grade_id"] = 7
+
+    full = notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK})
+    marker = "EVE-CORRUPT-MARKER"
+    z = tmp_path / "work" / "export.zip"
+    z.parent.mkdir()
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("Ana María_1001_demo.ipynb", full)
+        zf.writestr("Ana Lopez_1002_demo.ipynb", RELEASE.read_text())
+        zf.writestr(".DS_Store", b"\0\0\0\1Bud1")
+        zf.writestr("__MACOSX/._Ana María_1001_demo.ipynb", b"\0\5\26\7")
+        zf.writestr("ben/demo/demo.ipynb", notebook({"sft_loss": SFT_PARTIAL, "sequence_log_prob": SEQ_OK}))
+        zf.writestr("cy_1003_demo.ipynb", notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}, malformed))
+        zf.writestr("eve_1004_demo.ipynb", full.replace('"nbformat"', f'"{marker}": 1, "nbformat"', 1))
+    data = z.read_bytes()
+    z.write_bytes(data.replace(marker.encode(), marker.lower().encode()))  # the entry's CRC no longer matches
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "course.sh"), "grade", "export.zip", "--out", "graded",
+                           "--course-root", str(COURSE), "--nbgrader-dir", "nbgrader", "--quiet", "--call-timeout", "10"],
+                          cwd=z.parent, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = table(z.parent / "graded")
+    got = {s: (r["total"], r["status"]) for s, r in rows.items()}
+    assert got == {
+        "Ana_María": ("5", "ok"),
+        "Ana_Lopez": ("0", "not_attempted"),
+        "ben": ("3", "ok"),
+        "cy": ("5", "outdated+tests_edited"),
+        "eve": ("0", "corrupt"),
+    }, got
+    assert "corrupt" in rows["eve"]["notes"]
+    assert (z.parent / "nbgrader" / "gradebook.db").exists()
+    assert (z.parent / "nbgrader" / "autograded" / "Ana_María" / "demo" / "demo.ipynb").exists()
+    assert (z.parent / "graded" / "feedback" / "Ana_María" / "demo" / "demo.html").exists()
+
+
+# ----------------------------------------------------------------------------- resumable and deterministic
+def _class(root: Path, n: int) -> Path:
+    for i in range(n):  # different code per student, so nothing is shared between them
+        answers = {"sft_loss": SFT_OK + f"# student {i}\n", "sequence_log_prob": SEQ_OK if i % 2 else SFT_OK}
+        d = root / "submitted" / f"s{i}" / "demo"
+        d.mkdir(parents=True)
+        (d / "demo.ipynb").write_text(notebook(answers))
+    return root / "submitted"
+
+
+def _processes_under(folder: Path) -> list[str]:
+    """Processes whose working directory is inside ``folder`` (workers, kernels and sandboxes of one batch)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cwd.startswith(str(folder)):
+                found.append(f"{pid}: {cmd[:120]}")
+    return found
+
+
+def test_killed_batch_resumes_to_the_same_results(tmp_path):
+    subs = _class(tmp_path / "class", 4)
+    ref_out, ref_db = tmp_path / "ref", tmp_path / "ref.db"
+    grade(subs, ref_out, COURSE, f"sqlite:///{ref_db}", workers=2, quiet=True, nbgrader_dir=tmp_path / "refnb",
+          call_seconds=10)
+    again = tmp_path / "again"
+    grade(subs, again, COURSE, f"sqlite:///{tmp_path / 'again.db'}", workers=2, quiet=True,
+          nbgrader_dir=tmp_path / "againnb", call_seconds=10)
+    assert without_timing(again) == without_timing(ref_out)  # deterministic apart from timings
+
+    out, db = tmp_path / "killed", tmp_path / "killed.db"
+    results = out / ".grading" / "results"
+    cmd = [sys.executable, "-m", "autograder.grade", str(subs), "--out", str(out), "--db", f"sqlite:///{db}",
+           "--course-root", str(COURSE), "--nbgrader-dir", str(tmp_path / "killednb"), "--workers", "1", "--quiet",
+           "--call-timeout", "10"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(results.glob("*.json"))) < 1:
+        time.sleep(0.2)
+    finished = {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")}
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, as an instructor's Ctrl-\ or a crash would
+    proc.wait()
+    assert 1 <= len(finished) < 4, finished
+    time.sleep(3)
+    assert _processes_under(out) == []  # workers, kernels and sandboxes went with the batch
+    grade(subs, out, COURSE, f"sqlite:///{db}", workers=2, quiet=True, nbgrader_dir=tmp_path / "killednb",
+          call_seconds=10)
+    assert not (out / ".grading" / "tmp").exists()
+    for name, mtime in finished.items():  # finished work was not graded again
+        assert (results / name).stat().st_mtime_ns == mtime, (name, sorted(p.name for p in results.glob("*")))
+    assert without_timing(out) == without_timing(ref_out)
+    assert _scores(db) == _scores(ref_db)
+
+
+def _scores(db: Path) -> dict:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "select student.id, base_cell.name, grade.auto_score from grade join submitted_notebook on "
+        "grade.notebook_id = submitted_notebook.id join submitted_assignment on submitted_notebook.assignment_id = "
+        "submitted_assignment.id join student on submitted_assignment.student_id = student.id "
+        "join base_cell on grade.cell_id = base_cell.id").fetchall()
+    return {(s, c): v for s, c, v in rows}
+
+
+# ----------------------------------------------------------------------------- a real PostgreSQL gradebook
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL server on 127.0.0.1 and a free port, in a temporary folder (initdb refuses root:
+    as root it runs as `nobody`)."""
+    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    assert initdb, "PostgreSQL's initdb is not installed (Debian: postgresql)"
+    bindir = Path(initdb).resolve().parent
+    base = Path(tempfile.mkdtemp(prefix="rlcourse-pg-", dir="/tmp"))
+    base.chmod(0o755)
+    data, port = base / "data", _free_port()
+    user = "nobody" if os.geteuid() == 0 else None
+    prefix = ["runuser", "-u", user, "--"] if user else []
+    if user:
+        shutil.chown(base, user)
+    run = lambda *args: subprocess.run(prefix + [str(a) for a in args], check=True, capture_output=True, text=True,  # noqa: E731
+                                       timeout=120)
+    run(bindir / "initdb", "-D", data, "-U", "grader", "--auth=trust")
+    run(bindir / "pg_ctl", "-D", data, "-l", base / "log", "-w", "-o",
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start")
+    try:
+        run(bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "grader", "course")
+        yield f"postgresql://grader@127.0.0.1:{port}/course"
+    finally:
+        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_postgresql_gradebook_with_parallel_workers(tmp_path, postgres):
+    from nbgrader.api import Gradebook
+
+    subs = _class(tmp_path / "class", 3)
+    rows = grade(subs, tmp_path / "out", COURSE, postgres, workers=2, quiet=True, nbgrader_dir=tmp_path / "nb",
+                 call_seconds=10)
+    assert {r["student"]: r["total"] for r in rows} == {"s0": "3", "s1": "5", "s2": "3"}
+    with Gradebook(postgres, "rl-for-llms") as gb:
+        scores = {s.id: gb.find_submission("demo", s.id).score for s in gb.students}
+    assert scores == {"s0": 3.0, "s1": 5.0, "s2": 3.0}
+
+
+# ----------------------------------------------------------------------------- nbgrader's own tools
+def test_stock_nbgrader_reads_the_course_config_from_the_repository_root():
+    from traitlets.config.loader import PyFileConfigLoader
+
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    assert cfg.CourseDirectory.root == str(ROOT)
+    assert cfg.CourseDirectory.source_directory == "solutions"
+    assert cfg.CourseDirectory.release_directory == "notebooks"
