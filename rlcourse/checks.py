@@ -3,15 +3,56 @@
 Every check raises ``AssertionError`` with a message a learner can act on; the test cells use
 nothing else. Values are compared in float64 with plain arithmetic, so a check does not rest on
 ``torch.allclose`` or ``torch.testing``.
+
+Hidden mode: the grader runs a test cell's hidden block inside ``with hidden_checks(): ...`` (or
+between ``set_hidden(True)`` and ``set_hidden(False)`` when the block spans cells). There a failing
+check says only what the test's author wrote: the ``message`` of ``check``/``fail``, the ``what`` and
+``hint`` of the others, around fixed wording. Nothing computed from the arguments is shown: no
+expected or actual values, no shapes, no dtypes or types, no module names, no text of an exception
+the learner's code raised. Outside hidden mode the messages are as before, values included.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 
 import torch
 
 _REFERENCE_MODULES = ("rlcourse.reference", "rlcourse")
+
+# The mode lives in a dict that is never rebound, so the attribute ``_MODE`` keeps its identity
+# while the mode changes (the grader's guard watches this module's attributes for replacement).
+_MODE = {"hidden": False}
+
+
+def is_hidden() -> bool:
+    """True while failing checks hide every value computed from their arguments."""
+    return bool(_MODE["hidden"])
+
+
+def set_hidden(on: bool) -> bool:
+    """Switch hidden mode on or off; returns the previous setting (to restore it later)."""
+    previous = bool(_MODE["hidden"])
+    _MODE["hidden"] = bool(on)
+    return previous
+
+
+@contextlib.contextmanager
+def hidden_checks():
+    """``with hidden_checks(): ...``: failing checks inside show only the author-written text.
+
+    Nests, and restores the previous mode on exit, also when the block raises.
+    """
+    previous = set_hidden(True)
+    try:
+        yield
+    finally:
+        set_hidden(previous)
+
+
+def _join(text: str, hint: str) -> str:
+    return f"{text} {hint}".strip() if hint else text
 
 
 def _fmt(x, limit: int = 8) -> str:
@@ -32,17 +73,27 @@ def check(condition: bool, message: str) -> None:
 
 
 def check_tensor(x, what: str) -> None:
+    if is_hidden():
+        check(isinstance(x, torch.Tensor), f"{what} should be a torch.Tensor, but it is not.")
+        return
     check(isinstance(x, torch.Tensor), f"{what} should be a torch.Tensor, but it is a {type(x).__name__}.")
 
 
 def check_shape(x, shape, what: str) -> None:
     check_tensor(x, what)
+    if is_hidden():
+        check(tuple(x.shape) == tuple(shape), f"{what} has the wrong shape.")
+        return
     check(tuple(x.shape) == tuple(shape),
           f"{what} should have shape {tuple(shape)}, but it has shape {tuple(x.shape)}.")
 
 
 def check_scalar(x, what: str) -> None:
     check_tensor(x, what)
+    if is_hidden():
+        check(x.dim() == 0, f"{what} should be a scalar (0-dim tensor), but it is not: "
+                            "did you forget to sum or average over every dimension?")
+        return
     check(x.dim() == 0, f"{what} should be a scalar (0-dim tensor), but it has shape {tuple(x.shape)}: "
                         "did you forget to sum or average over every dimension?")
 
@@ -56,6 +107,9 @@ def check_close(actual, expected, what: str, hint: str = "", atol: float = 1e-5,
     """``actual`` equals ``expected`` elementwise within ``atol + rtol*|expected|``, and is finite."""
     expected = torch.as_tensor(expected)
     check_tensor(actual, what)
+    if is_hidden():
+        _check_close_hidden(actual, expected, what, hint, atol, rtol)
+        return
     check(tuple(actual.shape) == tuple(expected.shape),
           f"{what} should have shape {tuple(expected.shape)}, but it has shape {tuple(actual.shape)}.")
     a = actual.detach().double().cpu()
@@ -68,7 +122,23 @@ def check_close(actual, expected, what: str, hint: str = "", atol: float = 1e-5,
              f"  largest error {max_abs_error(a, e):.3g}. {hint}".rstrip())
 
 
+def _check_close_hidden(actual, expected, what: str, hint: str, atol: float, rtol: float) -> None:
+    """``check_close`` with the same conditions, saying only ``what`` and ``hint``."""
+    check(tuple(actual.shape) == tuple(expected.shape), f"{what} has the wrong shape.")
+    a = actual.detach().double().cpu()
+    e = expected.detach().double().cpu()
+    finite = bool(torch.isfinite(a).all()) if a.numel() else True
+    check(finite, _join(f"{what} contains NaN or inf.", hint))
+    bad = (a - e).abs() > atol + rtol * e.abs()
+    check(not bool(bad.any()), _join(f"{what} is wrong.", hint))
+
+
 def check_float(actual, expected: float, what: str, hint: str = "", tol: float = 1e-9) -> None:
+    if is_hidden():
+        check(isinstance(actual, (int, float)) and not isinstance(actual, bool),
+              f"{what} should be a Python float, but it is not.")
+        check(math.isclose(float(actual), expected, rel_tol=tol, abs_tol=tol), _join(f"{what} is wrong.", hint))
+        return
     check(isinstance(actual, (int, float)) and not isinstance(actual, bool),
           f"{what} should be a Python float, but it is a {type(actual).__name__}.")
     check(math.isclose(float(actual), expected, rel_tol=tol, abs_tol=tol),
@@ -77,12 +147,29 @@ def check_float(actual, expected: float, what: str, hint: str = "", tol: float =
 
 def check_raises(fn, exception: type[BaseException], what: str) -> None:
     """``fn()`` raises ``exception`` (the contract: wrong input raises ValueError)."""
+    if is_hidden():
+        _check_raises_hidden(fn, exception, what)
+        return
     try:
         fn()
     except exception:
         return
     except Exception as exc:  # noqa: BLE001 - we report what came instead
         fail(f"{what} should raise {exception.__name__}, but raised {type(exc).__name__}: {exc}")
+    fail(f"{what} should raise {exception.__name__}, but returned normally.")
+
+
+def _check_raises_hidden(fn, exception: type[BaseException], what: str) -> None:
+    """``check_raises`` with the same condition; the other exception's type and text stay unshown."""
+    raised_other = False
+    try:
+        fn()
+    except exception:
+        return
+    except Exception:  # noqa: BLE001 - reported without its type or text
+        raised_other = True
+    if raised_other:  # raised after the except clause: no chained exception shows the learner's text
+        fail(f"{what} should raise {exception.__name__}, but raised a different exception.")
     fail(f"{what} should raise {exception.__name__}, but returned normally.")
 
 
@@ -100,8 +187,9 @@ def check_own_function(fn, name: str) -> None:
         check(fn.defined, f"`{name}` is not defined in your notebook: its answer cell should define it.")
         return
     module = getattr(fn, "__module__", "") or ""
+    where = "the course's helper package" if is_hidden() else module
     check(not module.startswith(_REFERENCE_MODULES),
-          f"`{name}` is imported from {module}: write your own implementation in the notebook.")
+          f"`{name}` is imported from {where}: write your own implementation in the notebook.")
     code = getattr(fn, "__code__", None)
     check(code is not None, f"`{name}` should be a plain Python function defined in the notebook.")
     names = set(code.co_names)
