@@ -357,6 +357,70 @@ def _limit_worker():
     sandbox.die_with_parent()
 
 
+class Worker:
+    """One ``python -m autograder.worker --serve`` process, reused for notebook after notebook."""
+
+    def __init__(self, opts):
+        self.opts, self.proc = opts, None
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # each worker's share of the cores
+            env.setdefault(var, str(self.opts.threads))
+        self.log = open(Path(self.opts.tmp) / f"worker-{threading.get_ident()}.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker", "--serve"], cwd="/", env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     preexec_fn=_limit_worker)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+
+    def run(self, ws: Path, timeout: float) -> bool:
+        """Grade the job in ``ws``; False if it did not finish in time (the worker is then replaced)."""
+        import select
+
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        try:
+            self.proc.stdin.write(f"{ws}\n".encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            self.stop()
+            return True  # no result.json: reported as an error
+        deadline = time.time() + timeout
+        fd = self.proc.stdout.fileno()
+        while True:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.stop()
+                return False
+            line = self.proc.stdout.readline()
+            if not line:  # the worker died: its result (if any) tells
+                self.stop()
+                return True
+            if line.strip() == b"done":
+                return True
+
+
+_WORKERS = threading.local()
+_ALL_WORKERS: list = []
+
+
+def _worker(opts) -> Worker:
+    w = getattr(_WORKERS, "worker", None)
+    if w is None or w.opts is not opts:
+        w = _WORKERS.worker = Worker(opts)
+        _ALL_WORKERS.append(w)
+    return w
+
+
 def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
     """Run the built notebook in a worker process: (points, tags, notes, feedback html, autograded json)."""
     import nbformat
@@ -384,21 +448,10 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
             "hidden": hidden, "threads": opts.threads, "memory_gb": opts.memory_gb,
             "cpu_seconds": opts.cpu_seconds, "call_seconds": opts.call_seconds,
             "cell_seconds": opts.call_seconds, "scratch_mb": 256}))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # each worker's share of the cores
-            env.setdefault(var, str(opts.threads))
-        with open(ws / "worker.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "autograder.worker", str(ws)], cwd=ws, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=log, preexec_fn=_limit_worker)
-            try:
-                proc.wait(timeout=opts.timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                tags |= {"timeout", "error"}
-                notes.append(f"the notebook did not finish within {opts.timeout:g} s")
-                return zero, tags, notes, None, None, None
+        if not _worker(opts).run(ws, opts.timeout):
+            tags |= {"timeout", "error"}
+            notes.append(f"the notebook did not finish within {opts.timeout:g} s")
+            return zero, tags, notes, None, None, None
         result = json.loads((ws / "result.json").read_text()) if (ws / "result.json").exists() else None
         if not result or not result["success"]:
             tags.add("error")
@@ -607,6 +660,9 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                 finish(key, outcome)
                 bar.update(1)
         bar.close()
+        for w in _ALL_WORKERS:
+            w.stop()
+        _ALL_WORKERS.clear()
         for key, outcome in outcomes.items():  # results of an earlier, interrupted run: same records
             if not (results_dir / f"{key}.json").exists():
                 continue

@@ -1,4 +1,7 @@
-"""One submission, in its own process: ``python -m autograder.worker JOB_DIR``.
+"""Grade submissions one at a time: ``python -m autograder.worker JOB_DIR`` for one, or
+``python -m autograder.worker --serve`` to read job folders from stdin, one per line, answering
+``done`` on stdout after each (the grader keeps one such process per parallel worker, so nbgrader
+is imported once, not once per notebook).
 
 JOB_DIR is a private workspace laid out as an nbgrader course: ``submitted/<student>/<assignment>/``
 holds the notebook to execute (built by autograder/notebooks.py from the source notebook), and
@@ -40,6 +43,9 @@ def main(job_dir: str) -> int:
     ws = Path(job_dir)
     job = json.loads((ws / "job.json").read_text())
     os.chdir(ws)
+    import resource
+
+    peak_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     os.environ.update(NBGRADER_EXECUTION="autograde", RLCOURSE_GRADING_JOB=str(ws / "student.json"))
     for key, value in (("PYTHONWARNINGS", "ignore"), ("TRANSFORMERS_VERBOSITY", "error"), ("TQDM_DISABLE", "1"),
                        ("HF_HUB_OFFLINE", "1"), ("MPLBACKEND", "Agg")):
@@ -86,13 +92,26 @@ def main(job_dir: str) -> int:
                     result["errors"].setdefault(f"{role}:{what}", output.get("ename"))
         fb = api.generate_feedback(a, s)
         result["feedback_ok"] = bool(fb.get("success"))
-    import resource
-
-    result["peak_mb"] = {who: resource.getrusage(which).ru_maxrss / 1024 for who, which in
-                         (("worker", resource.RUSAGE_SELF), ("kernel_or_student", resource.RUSAGE_CHILDREN))}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result["peak_mb"] = {"worker": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                         "kernel_or_student": children / 1024 if children > peak_before else None}
     (ws / "result.json").write_text(json.dumps(result))
     return 0
 
 
+def serve() -> int:
+    for line in sys.stdin:
+        job_dir = line.strip()
+        if not job_dir:
+            continue
+        try:
+            main(job_dir)
+        except Exception as exc:  # noqa: BLE001 - reported in result.json's absence; the grader says why
+            print(f"worker error: {exc!r}", file=sys.stderr, flush=True)
+        os.chdir("/")
+        print("done", flush=True)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(serve() if sys.argv[1:] == ["--serve"] else main(sys.argv[1]))

@@ -58,7 +58,7 @@ def main() -> None:
     for r in rows[: len(sources)]:
         peak = peaks.get((r["student"], r["assignment"]), {})
         print(f"  {r['assignment']:<24} {r['total']:>5} / {r['max']:<5} {r['status']:<12} {r['seconds']:>6} s   "
-              f"{peak.get('worker', 0):6.0f} / {peak.get('kernel_or_student', 0):6.0f}")
+              f"{peak.get('worker') or 0:6.0f} / {peak.get('kernel_or_student') or 0:6.0f}")
     print(f"class of 30 (extrapolated at {a.workers} workers): {per_student * 30 / 60:.1f} min; "
           f"class of 300: {per_student * 300 / 3600:.1f} h")
 
