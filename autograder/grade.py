@@ -634,6 +634,8 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                 print("todo", key, it.student, file=sys.stderr)
         bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=quiet, file=sys.stderr)
 
+        items_by_key = {_result_key(it, digests[(it.assignment, it.notebook)], opts): it for it in items}
+
         def finish(key: str, outcome: Outcome) -> None:
             src = sources[(outcome.assignment, outcome.notebook)]
             for what, (path, digest) in guarded.items():
@@ -641,7 +643,7 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                     outcome.tags = sorted(set(outcome.tags) | {"error"})
                     outcome.notes.append(f"{what} changed while this notebook ran: check the grading machine")
             record(db_url, "rl-for-llms", outcome, src)
-            _publish(outcome, out, nbgrader_dir)
+            _publish(outcome, out, nbgrader_dir, items_by_key[key].data)
             _write_atomic(results_dir / f"{key}.json", json.dumps(asdict(outcome)))
             outcomes[key] = outcome
 
@@ -667,7 +669,7 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
             if not (results_dir / f"{key}.json").exists():
                 continue
             record(db_url, "rl-for-llms", outcome, sources[(outcome.assignment, outcome.notebook)])
-            _publish(outcome, out, nbgrader_dir)
+            _publish(outcome, out, nbgrader_dir, items_by_key[key].data)
         rows = _write_csv(out, sorted(outcomes.values(), key=lambda o: (o.student, o.assignment, o.notebook)), sources)
         if not quiet:
             wall = time.time() - t0
@@ -683,9 +685,14 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _publish(outcome: Outcome, out: Path, nbgrader_dir: Path) -> None:
-    """The student's feedback page, and the autograded notebook where formgrader looks for it."""
+def _publish(outcome: Outcome, out: Path, nbgrader_dir: Path, submitted: bytes | None) -> None:
+    """The student's feedback page, and the submitted and autograded notebooks where nbgrader's formgrader
+    looks for them."""
     status = status_of(outcome.tags)
+    if submitted is not None:
+        path = nbgrader_dir / "submitted" / outcome.student / outcome.assignment / f"{outcome.notebook}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(submitted)
     _write_atomic(out / "feedback" / outcome.student / outcome.assignment / f"{outcome.notebook}.html",
                   feedback_page(outcome, status))
     if outcome.autograded:

@@ -58,7 +58,13 @@ class Grading:
             raise HiddenTestFailed(f"A hidden test failed: {where} on one of the hidden inputs.") from None
 
     def close(self) -> None:
+        """Stop the student's process; record the peak memory of this kernel and of the student's process."""
+        import resource
+
         self.student.stop()
+        peak = {"kernel": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "student": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+        Path(self.job["log"]).with_name("peak.json").write_text(json.dumps(peak))
 
 
 def start(shell) -> Grading:

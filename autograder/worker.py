@@ -43,9 +43,7 @@ def main(job_dir: str) -> int:
     ws = Path(job_dir)
     job = json.loads((ws / "job.json").read_text())
     os.chdir(ws)
-    import resource
 
-    peak_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     os.environ.update(NBGRADER_EXECUTION="autograde", RLCOURSE_GRADING_JOB=str(ws / "student.json"))
     for key, value in (("PYTHONWARNINGS", "ignore"), ("TRANSFORMERS_VERBOSITY", "error"), ("TQDM_DISABLE", "1"),
                        ("HF_HUB_OFFLINE", "1"), ("MPLBACKEND", "Agg")):
@@ -92,9 +90,11 @@ def main(job_dir: str) -> int:
                     result["errors"].setdefault(f"{role}:{what}", output.get("ename"))
         fb = api.generate_feedback(a, s)
         result["feedback_ok"] = bool(fb.get("success"))
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    import resource
+
+    peak = ws / "peak.json"  # written by the kernel as it shuts down (autograder/kernel.py)
     result["peak_mb"] = {"worker": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                         "kernel_or_student": children / 1024 if children > peak_before else None}
+                         **(json.loads(peak.read_text()) if peak.exists() else {})}
     (ws / "result.json").write_text(json.dumps(result))
     return 0
 

@@ -54,11 +54,11 @@ def main() -> None:
     print(f"students: {a.students}, workers: {a.workers}, rows at full marks: {full}/{len(rows)}")
     print(f"wall time: {wall:.1f} s for the class, {per_student:.1f} s per student "
           f"(sum of per-notebook times: {sum(float(r['seconds']) for r in rows) / a.students:.1f} s per student)")
-    print("  notebook                  points         status        seconds   peak RSS MB (worker / kernel or student)")
+    print("  notebook                  points         status        seconds   peak RSS MB (worker / kernel / student's process)")
     for r in rows[: len(sources)]:
         peak = peaks.get((r["student"], r["assignment"]), {})
         print(f"  {r['assignment']:<24} {r['total']:>5} / {r['max']:<5} {r['status']:<12} {r['seconds']:>6} s   "
-              f"{peak.get('worker') or 0:6.0f} / {peak.get('kernel_or_student') or 0:6.0f}")
+              f"{peak.get('worker') or 0:6.0f} / {peak.get('kernel') or 0:6.0f} / {peak.get('student') or 0:6.0f}")
     print(f"class of 30 (extrapolated at {a.workers} workers): {per_student * 30 / 60:.1f} min; "
           f"class of 300: {per_student * 300 / 3600:.1f} h")
 

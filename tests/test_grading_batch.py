@@ -217,6 +217,17 @@ def test_postgresql_gradebook_with_parallel_workers(tmp_path, postgres):
     with Gradebook(postgres, "rl-for-llms") as gb:
         scores = {s.id: gb.find_submission("demo", s.id).score for s in gb.students}
     assert scores == {"s0": 3.0, "s1": 5.0, "s2": 3.0}
+    # what formgrader lists for review: every submission, autograded, with its score
+    from nbgrader.apps import NbGraderAPI
+
+    from autograder.worker import nbgrader_config
+
+    cfg = nbgrader_config(tmp_path / "nb", postgres)
+    cfg.CourseDirectory.source_directory = "solutions"
+    api = NbGraderAPI(config=cfg)
+    subs = {s["student"]: s for s in api.get_submissions("demo")}
+    assert {k: (v["autograded"], v["score"]) for k, v in subs.items()} == \
+        {"s0": (True, 3.0), "s1": (True, 5.0), "s2": (True, 3.0)}
 
 
 # ----------------------------------------------------------------------------- nbgrader's own tools
@@ -227,3 +238,14 @@ def test_stock_nbgrader_reads_the_course_config_from_the_repository_root():
     assert cfg.CourseDirectory.root == str(ROOT)
     assert cfg.CourseDirectory.source_directory == "solutions"
     assert cfg.CourseDirectory.release_directory == "notebooks"
+
+
+def test_without_the_sandbox_tool_the_grader_refuses_and_says_how_to_install_it(tmp_path, monkeypatch):
+    from autograder import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    with pytest.raises(SystemExit) as exc:
+        grade(_class(tmp_path / "class", 1), tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True)
+    message = str(exc.value)
+    assert "bubblewrap" in message and "apt-get install bubblewrap" in message and "--no-sandbox" in message
+    assert not (tmp_path / "out" / "grades.csv").exists()
