@@ -40,6 +40,7 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 STATUS_ORDER = ["ok", "not_attempted", "missing", "empty", "invalid_json", "too_large", "corrupt", "renamed",
                 "outdated", "duplicate_ids", "tests_edited", "timeout", "memory", "crashed", "tampering",
                 "unsandboxed", "error"]
+SANDBOX_UID_BASE = 61000  # unprivileged uids, not in /etc/passwd: one per parallel worker
 IGNORED_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 
 
@@ -360,8 +361,9 @@ def _limit_worker():
 class Worker:
     """One ``python -m autograder.worker --serve`` process, reused for notebook after notebook."""
 
-    def __init__(self, opts):
+    def __init__(self, opts, slot: int):
         self.opts, self.proc = opts, None
+        self.uid = SANDBOX_UID_BASE + slot  # the user its students' code runs as: one per parallel worker
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -416,8 +418,9 @@ _ALL_WORKERS: list = []
 def _worker(opts) -> Worker:
     w = getattr(_WORKERS, "worker", None)
     if w is None or w.opts is not opts:
-        w = _WORKERS.worker = Worker(opts)
-        _ALL_WORKERS.append(w)
+        with _CACHE_LOCK:
+            w = _WORKERS.worker = Worker(opts, len(_ALL_WORKERS))
+            _ALL_WORKERS.append(w)
     return w
 
 
@@ -447,7 +450,7 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
             "cwd": str(ws), "prelude": nbs.prelude(src), "cells": ex.cells, "names": sorted(src.exercises),
             "hidden": hidden, "threads": opts.threads, "memory_gb": opts.memory_gb,
             "cpu_seconds": opts.cpu_seconds, "call_seconds": opts.call_seconds,
-            "cell_seconds": opts.call_seconds, "scratch_mb": 256}))
+            "cell_seconds": opts.call_seconds, "scratch_mb": 256, "uid": _worker(opts).uid}))
         if not _worker(opts).run(ws, opts.timeout):
             tags |= {"timeout", "error"}
             notes.append(f"the notebook did not finish within {opts.timeout:g} s")

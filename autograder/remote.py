@@ -153,7 +153,8 @@ class StudentProcess:
         self.stop()
         self.starts += 1
         argv, env = sandbox.command(Path(self.job["sandbox_root"]), self.job.get("scratch_mb", 256),
-                                    self.job.get("threads", 1), self.job.get("no_sandbox", False))
+                                    self.job.get("threads", 1), self.job.get("no_sandbox", False),
+                                    self.job.get("uid", sandbox.NOBODY))
         log = open(self.job["log"], "ab")
         cwd = self.job.get("cwd") or "/"
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,

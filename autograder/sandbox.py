@@ -30,6 +30,7 @@ REPO = HERE.parent
 # helper modules a student's code may import in the sandbox: no answer key (reference), no training
 # plumbing that computes an exercise's quantity on the way (rollout, rewards)
 STUDENT_MODULES = ("__init__", "config", "paths", "checks", "cafe", "problems", "plots", "model")
+NOBODY = 65534
 INSTALL_HINT = ("the sandbox tool bubblewrap (`bwrap`) is not installed: `bash scripts/course.sh setup` installs it "
                 "(Debian/Ubuntu: `apt-get install bubblewrap`); or pass --no-sandbox to grade without isolation")
 
@@ -77,13 +78,16 @@ def _parents(path: Path) -> list[str]:
     return [str(p) for p in reversed(path.parents) if str(p) != "/"]
 
 
-def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: bool = False) -> tuple[list[str], dict]:
-    """argv and environment that start the student server in the sandbox."""
+def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: bool = False,
+            uid: int = NOBODY) -> tuple[list[str], dict]:
+    """argv and environment that start the student server in the sandbox, as ``uid`` (the grader gives
+    each parallel worker its own, so the process-count limit of one student cannot starve another)."""
     python = Path(sys.executable)
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": "/grader", "PYTHONDONTWRITEBYTECODE": "1",
            "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.mpl", "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONWARNINGS": "ignore", "LANG": "C.UTF-8", "NBGRADER_EXECUTION": "autograde"}
+           "PYTHONWARNINGS": "ignore", "LANG": "C.UTF-8", "NBGRADER_EXECUTION": "autograde",
+           "USER": "student", "LOGNAME": "student"}
     if no_sandbox:
         env.update(PYTHONPATH=str(root), HOME=str(root.parent), MPLCONFIGDIR=str(root.parent / ".mpl"))
         return [str(python), str(root / "student_server.py")], env
@@ -109,11 +113,18 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
                 args += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
         args += ["--ro-bind", str(prefix), str(prefix)]
+    bound = ["/usr", "/lib", "/lib64", "/bin", "/sbin", *map(str, prefixes)]
+    masked = [h for h in _must_not_see() if any(str(h) == b or str(h).startswith(b + "/") for b in bound)]
+    for hidden in masked:
+        args += ["--tmpfs", str(hidden)]
+    for prefix in prefixes:  # the environment itself stays visible, even where it lives inside the course
+        if any(str(prefix).startswith(str(h) + "/") for h in masked):
+            args += ["--ro-bind", str(prefix), str(prefix)]
     args += ["--ro-bind", str(root), "/grader", "--proc", "/proc", "--dev", "/dev",
              "--size", str(scratch_mb * 2**20), "--perms", "1777", "--tmpfs", "/tmp",
              "--size", str(64 * 2**20), "--perms", "1777", "--tmpfs", "/dev/shm",
              "--chdir", "/tmp", "--",
-             "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--bounding-set=-all",
+             "/usr/bin/setpriv", f"--reuid={int(uid)}", f"--regid={int(uid)}", "--clear-groups", "--bounding-set=-all",
              "--inh-caps=-all", "--no-new-privs",
              str(python), "/grader/student_server.py"]
     return args, env
@@ -129,7 +140,19 @@ def die_with_parent() -> None:
         pass
 
 
-def limiter(memory_gb: float, cpu_seconds: int, processes: int = 512, file_mb: int = 64):
+def _must_not_see() -> list[Path]:
+    """The course (its solutions and answer key) and installed copies of the package: hidden even where
+    they lie under a folder the sandbox mounts (a course cloned under /usr, a non-editable install)."""
+    import site
+
+    paths = [REPO]
+    for sp in site.getsitepackages():
+        if (Path(sp) / "rlcourse").is_dir():
+            paths.append(Path(sp) / "rlcourse")
+    return paths
+
+
+def limiter(memory_gb: float, cpu_seconds: int, processes: int = 128, file_mb: int = 64):
     """preexec_fn for the sandbox: its own session and resource limits (inherited by everything inside)."""
     def apply():
         os.setsid()
