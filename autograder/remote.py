@@ -157,9 +157,11 @@ class StudentProcess:
                                     self.job.get("uid", sandbox.NOBODY))
         log = open(self.job["log"], "ab")
         cwd = self.job.get("cwd") or "/"
+        memory_gb = self.job.get("memory_gb", 4.0)
+        self.cgroup = sandbox.Cgroup(f"rlcourse-{os.getpid()}-{self.starts}", int(memory_gb * 2**30), 128)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                                     cwd=cwd, preexec_fn=sandbox.limiter(self.job.get("memory_gb", 4.0),
-                                                                         self.job.get("cpu_seconds", 600)))
+                                     cwd=cwd, preexec_fn=sandbox.limiter(memory_gb, self.job.get("cpu_seconds", 600),
+                                                                         cgroup=self.cgroup))
         log.close()
         for f in (self.proc.stdin, self.proc.stdout):
             os.set_blocking(f.fileno(), False)
@@ -181,6 +183,7 @@ class StudentProcess:
                 except OSError:
                     pass
             self.proc = None
+            self.cgroup.remove()
 
     def wait_loaded(self) -> dict:
         """Wait until the student's cells have run; a cell that hangs is skipped (the process restarts)."""
