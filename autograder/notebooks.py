@@ -284,7 +284,7 @@ def build(src: SourceNotebook, answers: dict[str, str]):
     init = nbformat.v4.new_code_cell("from autograder.kernel import start as _start\n"
                                      "__rlcourse__ = _start(get_ipython())\ndel _start")
     cells, roles, hidden = [init], [("init", None)], {}
-    first_answer = next((i for i, c in enumerate(nb.cells) if is_answer(c)), len(nb.cells))
+    setup = setup_indices(nb.cells)
     for i, cell in enumerate(nb.cells):
         meta = nbmeta(cell)
         if cell.cell_type == "markdown":
@@ -303,7 +303,7 @@ def build(src: SourceNotebook, answers: dict[str, str]):
             cell.source, hidden[gid] = split_hidden(gid, source_text(cell))
             cells.append(cell)
             roles.append(("test", src.test_owner[gid]))
-        elif is_setup(cell) or i < first_answer:
+        elif i in setup:
             cells.append(cell)
             roles.append(("setup", None))
     for cell in cells:
@@ -317,12 +317,19 @@ def build(src: SourceNotebook, answers: dict[str, str]):
     return nb, hidden, roles
 
 
+def setup_indices(cells) -> set[int]:
+    """The setup cells: tagged ``setup`` (CONTRIBUTING.md); in a notebook with no tags, the code cells
+    before the first answer cell."""
+    tagged = {i for i, c in enumerate(cells) if is_setup(c)}
+    if tagged:
+        return tagged
+    first_answer = next((i for i, c in enumerate(cells) if is_answer(c)), len(cells))
+    return {i for i, c in enumerate(cells[:first_answer]) if c.get("cell_type") == "code" and not nbmeta(c).get("grade")}
+
+
 def prelude(src: SourceNotebook) -> list[str]:
     """The setup cells' code: the student's process runs it first, so answers find ``torch``, ``F``, ..."""
-    first_answer = next((i for i, c in enumerate(src.nb.cells) if is_answer(c)), len(src.nb.cells))
-    return [source_text(c) for i, c in enumerate(src.nb.cells)
-            if c.cell_type == "code" and not is_answer(c) and not nbmeta(c).get("grade")
-            and (is_setup(c) or i < first_answer)]
+    return [source_text(src.nb.cells[i]) for i in sorted(setup_indices(src.nb.cells))]
 
 
 def top_level_names(source: str, definitions_only: bool = False) -> set[str]:

@@ -38,10 +38,18 @@ def main() -> None:
                 dest = tmp / "submitted" / f"student{i:02d}" / nb.parent.name / nb.name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(nb, dest)
-        # a first run over one notebook builds the cached template gradebook (once per course version)
+        # one-time set-up (the template gradebook, cached per course version, and the sandbox's files):
+        # a first run over one notebook, timed apart
+        warm = tmp / "warmup" / "w" / sources[0].parent.name
+        warm.mkdir(parents=True)
+        shutil.copy(sources[0], warm / sources[0].name)
+        t0 = time.time()
+        grade(tmp / "warmup", tmp / "out", root, f"sqlite:///{tmp / 'gb.db'}", workers=a.workers, quiet=True,
+              nbgrader_dir=tmp / "nbgrader")
+        setup = time.time() - t0
         t0 = time.time()
         rows = grade(tmp / "submitted", tmp / "out", root, f"sqlite:///{tmp / 'gb.db'}", workers=a.workers,
-                     quiet=True, cache=False, nbgrader_dir=tmp / "nbgrader")
+                     quiet=True, cache=False, nbgrader_dir=tmp / "nbgrader", fresh=True)
         wall = time.time() - t0
         peaks = {}
         for f in (tmp / "out" / ".grading" / "results").glob("*.json"):
@@ -52,6 +60,7 @@ def main() -> None:
     print(f"course root: {root}")
     print(f"notebooks per student: {len(sources)} ({', '.join(n.parent.name for n in sources)})")
     print(f"students: {a.students}, workers: {a.workers}, rows at full marks: {full}/{len(rows)}")
+    print(f"one-time set-up (first run on this course version, one notebook): {setup:.1f} s")
     print(f"wall time: {wall:.1f} s for the class, {per_student:.1f} s per student "
           f"(sum of per-notebook times: {sum(float(r['seconds']) for r in rows) / a.students:.1f} s per student)")
     print("  notebook                  points         status        seconds   peak RSS MB (worker / kernel / student's process)")
