@@ -40,6 +40,7 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 STATUS_ORDER = ["ok", "not_attempted", "missing", "empty", "invalid_json", "too_large", "corrupt", "renamed",
                 "outdated", "duplicate_ids", "tests_edited", "timeout", "memory", "crashed", "tampering",
                 "unsandboxed", "error"]
+DEFAULT_WORKERS = min(2 * (os.cpu_count() or 1), 8)
 SANDBOX_UID_BASE = 61000  # unprivileged uids, not in /etc/passwd: one per parallel worker
 IGNORED_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 
@@ -728,7 +729,9 @@ def main(argv=None) -> int:
     p.add_argument("submissions", type=Path, help="folder or .zip of submissions")
     p.add_argument("--out", type=Path, default=Path("grading-output"), help="where grades.csv and feedback/ go")
     p.add_argument("--db", default=None, help="gradebook URL (default: sqlite:///<nbgrader-dir>/gradebook.db)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                   help="notebooks graded at once (default: twice the cores, at most 8: much of a notebook's "
+                        "time is spent waiting for processes to start)")
     p.add_argument("--course-root", type=Path, default=REPO, help="the course (its solutions/ and notebooks/)")
     p.add_argument("--nbgrader-dir", type=Path, default=None,
                    help="nbgrader course folder for autograded/ and the default gradebook (default: the course root)")

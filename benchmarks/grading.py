@@ -1,6 +1,6 @@
 """Benchmark of the grading command: prints figures, asserts nothing.
 
-    python benchmarks/grading.py [--course-root DIR] [--students 3] [--workers 2]
+    python benchmarks/grading.py [--course-root DIR] [--students 3] [--workers N]
 
 Builds a synthetic class in which every student submits the course's solution notebooks (all of
 solutions/, whatever exists), grades it with caching off (every student really runs), and prints
@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from autograder.grade import REPO, grade  # noqa: E402
+from autograder.grade import DEFAULT_WORKERS, REPO, grade  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--course-root", type=Path, default=REPO)
     p.add_argument("--students", type=int, default=3)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     a = p.parse_args()
     root = a.course_root.resolve()
     sources = sorted((root / "solutions").glob("*/*.ipynb"))
