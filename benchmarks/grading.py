@@ -1,6 +1,6 @@
 """Benchmark of the grading command: prints figures, asserts nothing.
 
-    python benchmarks/grading.py [--course-root DIR] [--students 3] [--workers 2]
+    .venv/bin/python benchmarks/grading.py [--course-root DIR] [--students 3] [--workers 2]
 
 Builds a synthetic class in which every student submits the course's solution notebooks (all of
 solutions/, whatever exists), grades it with caching off (every student really runs), and prints
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from autograder.grade import REPO, grade
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's autograder
+from autograder.grade import REPO, grade  # noqa: E402
 
 
 def main() -> None:
