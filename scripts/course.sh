@@ -6,15 +6,18 @@
 #                                  (a notebook you changed is kept; the new version goes beside it)
 #   bash scripts/course.sh test    set up (once) and run every test
 #   bash scripts/course.sh setup   set up only
+#   bash scripts/course.sh help    this text
 #   bash scripts/course.sh grade SUBMISSIONS [--out DIR] [--db URL] [--workers N] [--course-root DIR]
 #                                  grade a folder or zip of submissions (autograder/README.md)
 # The environment is a virtualenv in .venv with torch 2.13.0 (CPU) pinned; it is rebuilt when
 # pyproject.toml or scripts/constraints.txt change. Set PYTHON to choose the interpreter,
-# RLCOURSE_WORKSPACE to put the workspace elsewhere (rlcourse/workspace.py explains the workspace).
+# RLCOURSE_VENV to use another environment (e.g. RLCOURSE_VENV="$CONDA_PREFIX" in the conda
+# environment of environment.yml), RLCOURSE_WORKSPACE to put the workspace elsewhere
+# (rlcourse/workspace.py explains the workspace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-VENV="$ROOT/.venv"
+VENV=${RLCOURSE_VENV:-$ROOT/.venv}
 PY=${PYTHON:-python3}
 STAMP="$VENV/.course-stamp"
 WORKSPACE=${RLCOURSE_WORKSPACE:-$ROOT/workspace}
@@ -47,11 +50,14 @@ case "$cmd" in
     exec "$VENV/bin/python" -m rlcourse.workspace update --workspace "$WORKSPACE" "$@" ;;
   test)
     setup
+    # the browser test needs Chromium: install it from Debian when it is missing (it skips if this fails)
+    bash scripts/install_browser.sh || echo "(no Chromium: the browser test will be skipped)"
     export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
     exec "$VENV/bin/python" -m pytest "$@" ;;
   grade)
     setup
     export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
     exec "$VENV/bin/python" -m autograder.grade "$@" ;;
-  *) echo "usage: bash scripts/course.sh [lab|update|test|setup|grade] [args...]" >&2; exit 2 ;;
+  help|-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
+  *) echo "usage: bash scripts/course.sh [lab|update|test|setup|grade|help] [args...]" >&2; exit 2 ;;
 esac
