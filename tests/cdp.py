@@ -4,7 +4,8 @@
         page.wait_for("document.title.length > 0", timeout=30)
         title = page.evaluate("document.title")
 
-Only ``Runtime.evaluate`` is used: the test reads and drives the page with JavaScript. Needs Chromium
+The test reads and drives the page with JavaScript (``Runtime.evaluate``) and clicks and types with
+real input events (``Input.dispatchMouseEvent``, ``Input.dispatchKeyEvent``). Needs Chromium
 (``bash scripts/install_browser.sh``) and ``websocket-client`` (the ``test`` extra).
 """
 from __future__ import annotations
@@ -107,6 +108,18 @@ class Browser:
             text = details.get("exception", {}).get("description") or details.get("text")
             raise BrowserError(f"JavaScript error: {text}")
         return result["result"].get("value")
+
+    def click(self, x: float, y: float) -> None:
+        """A real left click at page coordinates (Input.dispatchMouseEvent), as a user's mouse would."""
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left",
+                                                   "buttons": 1 if kind == "mousePressed" else 0, "clickCount": 1})
+
+    def key(self, key: str, code: int) -> None:
+        """Press and release one key (e.g. "Escape", 27)."""
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": key,
+                                                 "windowsVirtualKeyCode": code})
 
     def wait_for(self, expression: str, timeout: float = 30.0, interval: float = 0.25):
         """Poll a JavaScript expression until it is truthy; returns its value."""
