@@ -340,7 +340,8 @@ def prepare_lab(workspace: Path | None = None, release: Path | None = None) -> P
     else:
         report = update(workspace, release, dry_run=True)
         if report.changes:
-            print(f"The course has {report.changes} new or updated files: run `bash scripts/course.sh update` "
+            files = "file" if report.changes == 1 else "files"
+            print(f"The course has {report.changes} new or updated {files}: run `bash scripts/course.sh update` "
                   "to bring them in (your own changes are kept).")
     write_lab_config(workspace)
     return workspace
