@@ -44,6 +44,7 @@ case "$cmd" in
     export HF_HUB_OFFLINE=1 JUPYTER_CONFIG_PATH="$WORKSPACE/.jupyter${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
     extra=()
     [ "$(id -u)" = 0 ] && extra+=(--allow-root)  # containers often run as root; Jupyter refuses without it
+    cd "$WORKSPACE"  # nbgrader also reads ./nbgrader_config.py: the workspace has none, the repository is the instructor's
     exec "$VENV/bin/jupyter" lab --notebook-dir="$WORKSPACE" ${extra[@]+"${extra[@]}"} "$@" ;;  # (this form also works on bash 3.2 with set -u)
   update)
     setup
