@@ -1,8 +1,8 @@
 """Run the solution notebooks end to end and report wall time and learning outcomes.
 
-    python benchmarks/notebooks.py                      # every notebook, full mode (RLCOURSE_REDUCED=0)
-    python benchmarks/notebooks.py --reduced            # reduced mode (what tests and grading run)
-    python benchmarks/notebooks.py 02_policy_gradients 03_actor_critic
+    .venv/bin/python benchmarks/notebooks.py                      # every notebook, full mode (RLCOURSE_REDUCED=0)
+    .venv/bin/python benchmarks/notebooks.py --reduced            # reduced mode (what tests and grading run)
+    .venv/bin/python benchmarks/notebooks.py 02_policy_gradients 03_actor_critic
 
 Training cells print summary lines ``[result] name = value``; this script collects them from the
 executed notebooks' outputs and prints them per notebook, with the wall time against the budget
@@ -20,8 +20,10 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
+from rlcourse.config import kernel_manager_config  # noqa: E402 - CurveZMQ keys: no TCP warning from the kernel
 RESULT = re.compile(r"^\[result\]\s+(\S+)\s*=\s*(.+?)\s*$", re.MULTILINE)
 BUDGET_S = {"full": 300, "reduced": 60}  # notebooks 00-03 (issue targets)
 BUDGET_S_LATE = {"full": 600, "reduced": 90}  # notebooks 04-06: PPO/RLHF, GRPO, DPO
@@ -52,7 +54,7 @@ def run(assignment: str, reduced: bool, save: Path | None) -> tuple[float, dict[
     error = None
     start = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=1800, kernel_name="python3",
+        NotebookClient(nb, timeout=1800, kernel_name="python3", config=Config(kernel_manager_config()),
                        resources={"metadata": {"path": str(ROOT / "solutions" / assignment)}}).execute()
     except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"

@@ -199,3 +199,88 @@ def check_own_function(fn, name: str) -> None:
         source = ""
     check("reference" not in names and "rlcourse" not in names and "rlcourse.reference" not in source,
           f"`{name}` calls the course's reference implementation: write your own.")
+
+
+# ----------------------------------------------------------------------------- cells that run the learner's code
+class ExerciseMissing(Exception):
+    """A cell needs an exercise that is not written yet. Jupyter shows only the message, no traceback."""
+
+    def _render_traceback_(self):  # IPython's hook for exceptions that format themselves
+        return [f"{type(self).__name__}: {self}"]
+
+
+class needs_your_code:
+    """Run a training or demo cell only as far as the learner's functions allow.
+
+        with needs_your_code() as reinforce_run:
+            ...the training loop, calling the learner's functions...
+        ...the plot...
+
+    When a function defined in the notebook raises ``NotImplementedError`` itself (an unanswered stub),
+    the cell stops with one line, "This cell needs your `grpo_loss` ...", instead of a traceback,
+    so the plot after the block is not drawn (figures opened inside the block are closed). A later cell that uses the results starts with
+    ``reinforce_run.require()``: it stops with the same kind of message when that run did not finish.
+    Any other error passes through untouched.
+    """
+
+    def __init__(self):
+        self.missing: str | None = None
+        self.finished = False
+        self._namespace = None
+
+    def __enter__(self):
+        import sys
+
+        self._namespace = sys._getframe(1).f_globals  # the notebook's namespace: where its functions live
+        self.missing, self.finished = None, False
+        self._figures = _open_figures()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.finished = True
+            return False
+        name = _stub_name(exc, tb, self._namespace) if issubclass(exc_type, NotImplementedError) else None
+        if name is None:
+            return False
+        self.missing = name
+        _close_figures(_open_figures() - self._figures)  # an empty figure would still be drawn
+        raise ExerciseMissing(f"This cell needs your `{name}` (an exercise above): "
+                              "run this cell again after you have implemented it.") from None
+
+    def __bool__(self):
+        return self.finished
+
+    def require(self) -> None:
+        """Stop the calling cell with a message unless the guarded block finished."""
+        if self.finished:
+            return
+        why = f"which needs your `{self.missing}`" if self.missing else "which has not finished"
+        raise ExerciseMissing(f"This cell needs the results of the run above, {why}: "
+                              "run that cell again once it works, then this one.")
+
+
+def _stub_name(exc, tb, namespace) -> str | None:
+    """The notebook function that raised ``exc`` itself, or None when it came from anywhere else."""
+    last = None
+    while tb is not None:
+        last = tb.tb_frame
+        tb = tb.tb_next
+    if last is None or last.f_globals is not namespace or last.f_code.co_name.startswith("<"):
+        return None
+    return last.f_code.co_name
+
+
+def _open_figures() -> set:
+    import sys
+
+    plt = sys.modules.get("matplotlib.pyplot")
+    return set(plt.get_fignums()) if plt else set()
+
+
+def _close_figures(numbers) -> None:
+    import sys
+
+    plt = sys.modules.get("matplotlib.pyplot")
+    for number in numbers:
+        plt.close(number)

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from pathlib import Path
@@ -73,6 +74,20 @@ def load_tokenizer(name: str = "tiny"):
     return tokenizer
 
 
+@contextlib.contextmanager
+def _quiet_loading():
+    """No "Loading weights" progress bar from transformers during one load (it stays at 0% in saved outputs)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_policy(name: str = "tiny", device: str | torch.device | None = None):
     """``(model, tokenizer)`` for a policy name: ``"tiny"`` (default), a Hub id, or a local folder."""
     from transformers import AutoModelForCausalLM
@@ -80,7 +95,8 @@ def load_policy(name: str = "tiny", device: str | torch.device | None = None):
     source = resolve_model(name)
     tokenizer = load_tokenizer(name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source)
+        with _quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(source)
     except OSError as exc:
         if name in HUB_MODELS:
             raise _offline_error(name, exc) from exc

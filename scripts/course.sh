@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # One entry point for the course, on a fresh machine:
-#   bash scripts/course.sh lab     set up (once) and start JupyterLab on notebooks/
+#   bash scripts/course.sh lab     set up (once) and start JupyterLab on your workspace (workspace/,
+#                                  a copy of notebooks/ made on the first run)
+#   bash scripts/course.sh update  bring new and updated course notebooks into your workspace
+#                                  (a notebook you changed is kept; the new version goes beside it)
 #   bash scripts/course.sh test    set up (once) and run every test
 #   bash scripts/course.sh setup   set up only
-#   bash scripts/course.sh grade SUBMISSIONS [--out DIR] [--db URL] [--workers N] [--course-root DIR]
-#                                  grade a folder or zip of submissions (autograder/README.md)
+#   bash scripts/course.sh help    this text
+#   bash scripts/course.sh grade SUBMISSIONS [--out DIR] [--db URL] [--workers N] [--nbgrader-dir DIR]
+#                                  grade a folder or zip of submissions in a sandbox (autograder/README.md;
+#                                  installs bubblewrap with apt-get when missing, as root)
 # The environment is a virtualenv in .venv with torch 2.13.0 (CPU) pinned; it is rebuilt when
-# pyproject.toml or scripts/constraints.txt change. Set PYTHON to choose the interpreter.
+# pyproject.toml or scripts/constraints.txt change. Set PYTHON to choose the interpreter,
+# RLCOURSE_VENV to use another environment (e.g. RLCOURSE_VENV="$CONDA_PREFIX" in the conda
+# environment of environment.yml), RLCOURSE_WORKSPACE to put the workspace elsewhere
+# (rlcourse/workspace.py explains the workspace).
 set -euo pipefail
 CALLER_PWD=$(pwd)
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-VENV="$ROOT/.venv"
+VENV=${RLCOURSE_VENV:-$ROOT/.venv}
 PY=${PYTHON:-python3}
 STAMP="$VENV/.course-stamp"
+WORKSPACE=${RLCOURSE_WORKSPACE:-$ROOT/workspace}
 want=$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -d' ' -f1)
 
 # The grader runs student code in a bubblewrap sandbox (autograder/sandbox.py): install it when missing.
@@ -44,13 +53,21 @@ case "$cmd" in
   setup) setup ;;
   lab)
     setup
-    export HF_HUB_OFFLINE=1
+    # creates the workspace on the first run and writes its Jupyter configuration (student mode)
+    "$VENV/bin/python" -m rlcourse.workspace lab --workspace "$WORKSPACE"
+    export HF_HUB_OFFLINE=1 JUPYTER_CONFIG_PATH="$WORKSPACE/.jupyter${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
     extra=()
     [ "$(id -u)" = 0 ] && extra+=(--allow-root)  # containers often run as root; Jupyter refuses without it
-    exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT/notebooks" ${extra[@]+"${extra[@]}"} "$@" ;;  # (this form also works on bash 3.2 with set -u)
+    cd "$WORKSPACE"  # nbgrader also reads ./nbgrader_config.py: the workspace has none, the repository is the instructor's
+    exec "$VENV/bin/jupyter" lab --notebook-dir="$WORKSPACE" ${extra[@]+"${extra[@]}"} "$@" ;;  # (this form also works on bash 3.2 with set -u)
+  update)
+    setup
+    exec "$VENV/bin/python" -m rlcourse.workspace update --workspace "$WORKSPACE" "$@" ;;
   test)
     setup
     system_packages
+    # the browser test needs Chromium: install it from Debian when it is missing (it skips if this fails)
+    bash scripts/install_browser.sh || echo "(no Chromium: the browser test will be skipped)"
     export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
     exec "$VENV/bin/python" -m pytest "$@" ;;
   grade)
@@ -59,5 +76,6 @@ case "$cmd" in
     export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
     cd "$CALLER_PWD"  # relative paths (SUBMISSIONS, --out, --db) are the caller's
     exec "$VENV/bin/python" -m autograder.grade "$@" ;;
-  *) echo "usage: bash scripts/course.sh [lab|test|setup|grade] [args...]" >&2; exit 2 ;;
+  help|-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
+  *) echo "usage: bash scripts/course.sh [lab|update|test|setup|grade|help] [args...]" >&2; exit 2 ;;
 esac

@@ -8,12 +8,21 @@ It runs nbgrader's GenerateAssignment converter with ``autograder/nbgrader_confi
 root = this repository, source ``solutions``, release ``notebooks``). nbgrader also insists on a
 gradebook database: we give it a throw-away sqlite file in a temporary folder, so no
 ``gradebook.db`` is left in the repository. The output depends only on the source notebooks.
+
+After nbgrader, two touches for the student (``finish_notebook``):
+- each stub names its exercise: nbgrader's ``raise NotImplementedError()`` under ``# YOUR CODE HERE``
+  becomes ``raise NotImplementedError("sft_loss: replace this line with your code (...)")``, the name
+  being the answer cell's ``grade_id`` (the function's name); the cell's nbgrader checksum is updated;
+- the notebook metadata is the one Jupyter writes (``KERNELSPEC``, ``LANGUAGE_INFO``), so that opening
+  the notebook does not change it (rlcourse.workspace adds the Python version when it copies it).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -21,6 +30,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "autograder" / "nbgrader_config.py"
+
+# what Jupyter writes for the ipykernel "python3" kernel (the language_info version is the learner's Python)
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3"}
+STUB = re.compile(r"^(?P<indent>[ \t]*)# YOUR CODE HERE\n(?P=indent)raise NotImplementedError\(\)[ \t]*$", re.MULTILINE)
+STUB_MESSAGE = "{name}: replace this line with your code (between the docstring and the end of the cell)"
 
 
 def assignment_ids(root: Path = ROOT) -> list[str]:
@@ -69,8 +86,35 @@ def release(ids: list[str] | None = None, out: Path | None = None, quiet: bool =
             nb = target / f"{assignment}.ipynb"
             if not nb.is_file():
                 raise RuntimeError(f"nbgrader did not write {nb}")
+            finish_notebook(nb)
             written.append(nb)
     return written
+
+
+def name_stubs(source: str, name: str) -> str:
+    """nbgrader's bare stub, ``raise NotImplementedError()`` after ``# YOUR CODE HERE``, with a message naming ``name``."""
+    message = STUB_MESSAGE.format(name=name)
+    return STUB.sub(lambda m: f"{m['indent']}# YOUR CODE HERE\n{m['indent']}raise NotImplementedError({json.dumps(message)})",
+                    source)
+
+
+def finish_notebook(path: Path) -> None:
+    """Name the stubs after their exercise and set the metadata Jupyter writes (see the module docstring)."""
+    import nbformat
+    from nbgrader.utils import compute_checksum
+
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
+            named = name_stubs(cell.source, meta["grade_id"])
+            if named != cell.source:
+                cell.source = named
+                if "checksum" in meta:
+                    meta["checksum"] = compute_checksum(cell)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = dict(LANGUAGE_INFO)
+    nbformat.write(nb, str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

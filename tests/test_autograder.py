@@ -208,7 +208,7 @@ def test_zip_lms_export(tmp_path):
         zf.writestr("cy_333_homework.ipynb", full)  # renamed: recognised by its cells
         zf.writestr("dee_444_demo.ipynb", "{not json")
     rows = grade(z, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", workers=2, timeout=120,
-                 cell_timeout=10, quiet=True)
+                 cell_timeout=10, quiet=True, nbgrader_dir=tmp_path / "nbgrader")
     got = {r["student"]: (r["total"], r["status"]) for r in rows}
     assert got == {"ana": ("5", "ok"), "ben": ("0", "not_attempted"), "cy": ("5", "renamed"), "dee": ("0", "invalid_json")}
 

@@ -170,13 +170,16 @@ def test_every_contract_function_has_an_answer_cell(assignment):
 @pytest.mark.parametrize("assignment", IDS)
 def test_solution_runs_end_to_end_reduced(assignment, tmp_path):
     import nbclient
+    from traitlets.config import Config
+
+    from rlcourse.config import kernel_manager_config
 
     nb = H.load(H.notebook_path(assignment))
     env_before = os.environ.get("RLCOURSE_REDUCED")
     os.environ["RLCOURSE_REDUCED"] = "1"  # the kernel inherits it
     try:
         start = time.perf_counter()
-        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", config=Config(kernel_manager_config()),
                                 resources={"metadata": {"path": str(tmp_path)}}).execute()
         elapsed = time.perf_counter() - start
     finally:
