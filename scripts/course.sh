@@ -6,6 +6,8 @@
 #                                  (a notebook you changed is kept; the new version goes beside it)
 #   bash scripts/course.sh test    set up (once) and run every test
 #   bash scripts/course.sh setup   set up only
+#   bash scripts/course.sh instructor   JupyterLab on the repository with nbgrader's instructor tools (formgrader)
+#   bash scripts/course.sh nbgrader ARGS  a stock nbgrader command, run at the course root (nbgrader_config.py)
 #   bash scripts/course.sh help    this text
 #   bash scripts/course.sh grade SUBMISSIONS [--out DIR] [--db URL] [--workers N] [--nbgrader-dir DIR]
 #                                  grade a folder or zip of submissions in a sandbox (autograder/README.md;
@@ -60,6 +62,16 @@ case "$cmd" in
     [ "$(id -u)" = 0 ] && extra+=(--allow-root)  # containers often run as root; Jupyter refuses without it
     cd "$WORKSPACE"  # nbgrader also reads ./nbgrader_config.py: the workspace has none, the repository is the instructor's
     exec "$VENV/bin/jupyter" lab --notebook-dir="$WORKSPACE" ${extra[@]+"${extra[@]}"} "$@" ;;  # (this form also works on bash 3.2 with set -u)
+  instructor)
+    setup
+    export HF_HUB_OFFLINE=1 PATH="$VENV/bin:$PATH"  # nbgrader runs `alembic` and `jupyter` from the PATH
+    extra=()
+    [ "$(id -u)" = 0 ] && extra+=(--allow-root)
+    exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT" ${extra[@]+"${extra[@]}"} "$@" ;;
+  nbgrader)
+    setup
+    export PATH="$VENV/bin:$PATH"
+    exec "$VENV/bin/nbgrader" "$@" ;;
   update)
     setup
     exec "$VENV/bin/python" -m rlcourse.workspace update --workspace "$WORKSPACE" "$@" ;;
@@ -77,5 +89,5 @@ case "$cmd" in
     cd "$CALLER_PWD"  # relative paths (SUBMISSIONS, --out, --db) are the caller's
     exec "$VENV/bin/python" -m autograder.grade "$@" ;;
   help|-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
-  *) echo "usage: bash scripts/course.sh [lab|update|test|setup|grade|help] [args...]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/course.sh [lab|update|test|setup|grade|instructor|nbgrader|help] [args...]" >&2; exit 2 ;;
 esac
