@@ -8,6 +8,7 @@
 #   bash scripts/course.sh setup   set up only
 #   bash scripts/course.sh instructor   JupyterLab on the repository with nbgrader's instructor tools (formgrader)
 #   bash scripts/course.sh nbgrader ARGS  a stock nbgrader command, run at the course root (nbgrader_config.py)
+#   bash scripts/course.sh gradescope ASSIGNMENT   the zip for Gradescope's autograder (autograder/README.md)
 #   bash scripts/course.sh help    this text
 #   bash scripts/course.sh grade SUBMISSIONS [--out DIR] [--db URL] [--workers N] [--nbgrader-dir DIR]
 #                                  grade a folder or zip of submissions in a sandbox (autograder/README.md;
@@ -68,6 +69,10 @@ case "$cmd" in
     extra=()
     [ "$(id -u)" = 0 ] && extra+=(--allow-root)
     exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT" ${extra[@]+"${extra[@]}"} "$@" ;;
+  gradescope)
+    setup
+    cd "$CALLER_PWD"
+    exec "$VENV/bin/python" "$ROOT/scripts/gradescope.py" "$@" ;;
   nbgrader)
     setup
     export PATH="$VENV/bin:$PATH"
@@ -89,5 +94,5 @@ case "$cmd" in
     cd "$CALLER_PWD"  # relative paths (SUBMISSIONS, --out, --db) are the caller's
     exec "$VENV/bin/python" -m autograder.grade "$@" ;;
   help|-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
-  *) echo "usage: bash scripts/course.sh [lab|update|test|setup|grade|instructor|nbgrader|help] [args...]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/course.sh [lab|update|test|setup|grade|gradescope|instructor|nbgrader|help] [args...]" >&2; exit 2 ;;
 esac

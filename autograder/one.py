@@ -1,0 +1,124 @@
+"""Grade one submission: ``python -m autograder.one SUBMISSION --results results.json [--gradescope]``.
+
+The container-ready worker: SUBMISSION is one notebook or a folder of one student's notebooks; the
+result is one JSON file. It is the class command (autograder/grade.py) run on a class of one, with
+the same sandbox and the same checks, so any engine that runs one command per submission
+(Gradescope, PrairieLearn's external grader, Kubernetes Jobs, a Slurm array) can fan it out.
+
+``results.json``::
+
+    {"student": ..., "total": 12.0, "max": 15.0, "status": "ok",
+     "notebooks": [{"assignment", "notebook", "points": {exercise: points}, "max_points": {...},
+                    "total", "max", "status", "notes": [...], "feedback": "path/to/feedback.html",
+                    "messages": {exercise: "what the failing tests said"}}]}
+
+With ``--gradescope`` it writes Gradescope's schema instead: one test per exercise with its score,
+``max_score`` and the failing tests' teaching messages (never a hidden test's code or data).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from . import notebooks as nbs
+from .grade import REPO, grade, status_of
+
+
+def failing_messages(autograded: str | None, src: nbs.SourceNotebook) -> dict[str, str]:
+    """exercise -> the error lines of its failing test cells (hidden ones carry only their teaching message)."""
+    if not autograded:
+        return {}
+    messages: dict[str, list[str]] = {}
+    for cell in json.loads(autograded).get("cells", []):
+        gid = nbs.nbmeta(cell).get("grade_id")
+        owner = src.test_owner.get(gid) if isinstance(gid, str) else None
+        if owner is None:
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                messages.setdefault(owner, []).append(f"{gid}: {out.get('ename')}: {out.get('evalue')}"[:1500])
+    return {k: "\n".join(v) for k, v in messages.items()}
+
+
+def grade_one(submission: Path, out: Path, course_root: Path = REPO, student: str = "student",
+              no_sandbox: bool = False, workers: int = 2, call_seconds: float = 60) -> dict:
+    submission, out = Path(submission).resolve(), Path(out).resolve()
+    if not submission.exists():
+        raise SystemExit(f"{submission}: no such file or folder")
+    with tempfile.TemporaryDirectory(prefix="rlgrade-one-") as tmp:
+        folder = Path(tmp) / "class" / student
+        folder.mkdir(parents=True)
+        files = [submission] if submission.is_file() else sorted(p for p in submission.rglob("*.ipynb")
+                                                                  if ".ipynb_checkpoints" not in p.parts)
+        for i, f in enumerate(files):
+            shutil.copy(f, folder / (f.name if len(files) == len({g.name for g in files}) else f"{i}_{f.name}"))
+        rows = grade(folder.parent, out, course_root, f"sqlite:///{out / 'gradebook.db'}", workers=workers,
+                     quiet=True, no_sandbox=no_sandbox, nbgrader_dir=out / "nbgrader", call_seconds=call_seconds,
+                     fresh=True)
+    sources = {(a, s.name): s for a, srcs in nbs.load_course(course_root).items() for s in srcs}
+    saved = {}
+    for f in (out / ".grading" / "results").glob("*.json"):
+        r = json.loads(f.read_text())
+        saved[(r["student"], r["assignment"], r["notebook"])] = r
+    notebooks = []
+    for row in rows:
+        key = (row["student"], row["assignment"], row["notebook"])
+        r = saved.get(key, {})
+        src = sources[(row["assignment"], row["notebook"])]
+        notebooks.append({
+            "assignment": row["assignment"], "notebook": row["notebook"],
+            "points": r.get("points", {}), "max_points": r.get("max_points", {}),
+            "total": float(row["total"]), "max": float(row["max"]), "status": row["status"],
+            "notes": r.get("notes", []),
+            "feedback": str(out / "feedback" / row["student"] / row["assignment"] / f"{row['notebook']}.html"),
+            "messages": failing_messages(r.get("autograded"), src)})
+    tags = set()
+    for nb in notebooks:
+        tags |= set(nb["status"].split("+"))
+    return {"student": student, "total": sum(n["total"] for n in notebooks), "max": sum(n["max"] for n in notebooks),
+            "status": status_of(tags), "notebooks": notebooks}
+
+
+def gradescope(result: dict) -> dict:
+    """Gradescope's results.json: one test per exercise."""
+    tests = []
+    for nb in result["notebooks"]:
+        for name, mx in nb["max_points"].items():
+            score = nb["points"].get(name, 0.0)
+            message = nb["messages"].get(name, "")
+            if not message and score < mx:
+                message = "; ".join(nb["notes"]) or "not graded: see the notebook's status"
+            tests.append({"name": f"{nb['assignment']}: {name}", "score": score, "max_score": mx,
+                          "output": message or "all tests passed", "visibility": "visible"})
+    lines = [f"{nb['assignment']}: {nb['total']:g} / {nb['max']:g} ({nb['status']})"
+             + ("\n  " + "\n  ".join(nb["notes"]) if nb["notes"] else "") for nb in result["notebooks"]]
+    return {"score": result["total"], "output": "\n".join(lines) or "no notebook of this course was found",
+            "tests": tests}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m autograder.one", description=__doc__.split("\n\n")[0])
+    p.add_argument("submission", type=Path, help="one notebook, or a folder of one student's notebooks")
+    p.add_argument("--results", type=Path, default=Path("results.json"), help="where the JSON goes")
+    p.add_argument("--out", type=Path, default=None, help="work folder: feedback, gradebook (default: beside --results)")
+    p.add_argument("--course-root", type=Path, default=REPO)
+    p.add_argument("--student", default="student")
+    p.add_argument("--gradescope", action="store_true", help="write Gradescope's results.json schema")
+    p.add_argument("--no-sandbox", action="store_true", help="run the student's code without the OS sandbox")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--call-timeout", type=float, default=60)
+    a = p.parse_args(argv)
+    out = a.out or a.results.resolve().parent / "grading"
+    result = grade_one(a.submission, out, a.course_root.resolve(), a.student, a.no_sandbox, a.workers, a.call_timeout)
+    a.results.parent.mkdir(parents=True, exist_ok=True)
+    a.results.write_text(json.dumps(gradescope(result) if a.gradescope else result, indent=1))
+    print(f"{result['student']}: {result['total']:g} / {result['max']:g} ({result['status']}); {a.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
