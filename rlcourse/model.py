@@ -18,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import paths
 from .paths import REBUILD_HINT, TINY_MODEL_DIR
 
 HUB_MODELS = ("gpt2", "distilgpt2")
-MODEL_CHOICES = ("tiny",) + HUB_MODELS
+# "course-gpt2": the 12 x 768 GPT-2 that `python -m rlcourse.build --pretrain --size gpt2-small` writes to
+# data/course-gpt2 (on a GPU); "course-gpt2-<layers>x<width>" for other sizes
+MODEL_CHOICES = ("tiny", "course-gpt2") + HUB_MODELS
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -49,6 +52,13 @@ def resolve_model(name: str = "tiny") -> str:
         return str(TINY_MODEL_DIR)
     if name in HUB_MODELS:
         return name
+    if name.startswith("course-gpt2"):
+        folder = paths.DATA_DIR / name
+        if not (folder / "config.json").exists():
+            size = "gpt2-small" if name == "course-gpt2" else name.removeprefix("course-gpt2-")
+            raise FileNotFoundError(f"{name} is not built yet ({folder} is missing): build it with "
+                                    f"`python -m rlcourse.build --pretrain --size {size}` (meant for a GPU)")
+        return str(folder)
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
     raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_CHOICES)} or a local model folder")
