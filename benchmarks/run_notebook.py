@@ -3,6 +3,7 @@
     python benchmarks/run_notebook.py                    # every solutions/*/*.ipynb, full mode
     python benchmarks/run_notebook.py 04_ppo_rlhf 05_grpo --reduced
     python benchmarks/run_notebook.py --require-cuda     # refuse to run anywhere but on a CUDA GPU
+    python benchmarks/run_notebook.py --model course-gpt2  # another policy (the config cells' MODEL_NAME)
 
 Needs only what the course package needs (torch, transformers, tokenizers, safetensors, numpy,
 matplotlib, tqdm): no Jupyter, nbformat, nbclient or nbgrader. A notebook is read as JSON and its
@@ -10,7 +11,9 @@ code cells are executed in order in one namespace, like a kernel would (lines st
 or ``!`` are skipped; the course's cells have none). Each notebook runs in a fresh Python process,
 with the notebook's folder as working directory, ``MPLBACKEND=Agg`` and ``RLCOURSE_REDUCED=0``
 (``--reduced``: 1). The repository root goes on ``PYTHONPATH`` so that ``rlcourse`` imports
-without installing it. The exit status is 1 when any notebook fails (its traceback is printed).
+without installing it. ``--model NAME`` replaces ``MODEL_NAME = "tiny"`` in the config cells (a check
+of the code path: the notebooks' learning rates are set for the tiny model). The exit status is 1
+when any notebook fails (its traceback is printed).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 RESULT = re.compile(r"^\[result\]\s+\S+\s*=")
 MAGIC = re.compile(r"^\s*[%!]")
+MODEL_LINE = re.compile(r'^MODEL_NAME = "tiny"', re.MULTILINE)
 
 
 def assignment_ids() -> list[str]:
@@ -62,16 +66,22 @@ def device_name() -> str:
     return "cpu"
 
 
-def execute(path: Path) -> None:
-    """Run one notebook in this process (the child side of ``main``)."""
+def execute(path: Path, model: str | None = None) -> None:
+    """Run one notebook in this process (the child side of ``main``), with ``model`` as MODEL_NAME if given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     print(f"[device] {device_name()}", flush=True)
+    cells = code_cells(path)
+    if model:
+        cells = [MODEL_LINE.sub(f"MODEL_NAME = {model!r}", source) for source in cells]
+        if cells == code_cells(path):
+            raise ValueError(f"{path.name} has no line MODEL_NAME = \"tiny\" to replace")
+        print(f"[model] {model}", flush=True)
     namespace: dict = {"__name__": "__main__"}
-    for i, source in enumerate(code_cells(path)):
+    for i, source in enumerate(cells):
         code = compile(source, f"<{path.stem} cell {i}>", "exec")
         try:
             exec(code, namespace)  # noqa: S102 - the course's own notebooks
@@ -79,7 +89,7 @@ def execute(path: Path) -> None:
             plt.close("all")
 
 
-def run_child(path: Path, reduced: bool, progress: bool) -> tuple[int, float, list[str]]:
+def run_child(path: Path, reduced: bool, progress: bool, model: str | None = None) -> tuple[int, float, list[str]]:
     """Run one notebook in a fresh interpreter; echo its output; return (exit code, seconds, [result] lines)."""
     env = dict(os.environ)
     env["RLCOURSE_REDUCED"] = "1" if reduced else "0"
@@ -89,14 +99,14 @@ def run_child(path: Path, reduced: bool, progress: bool) -> tuple[int, float, li
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     if not progress:
         env["TQDM_DISABLE"] = "1"
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(path)]
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(path)] + (["--model", model] if model else [])
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, bufsize=1)
     results = []
     for line in proc.stdout:
         print(f"  | {line}", end="", flush=True)
-        if RESULT.match(line) or line.startswith("[device] "):
+        if RESULT.match(line) or line.startswith(("[device] ", "[model] ")):
             results.append(line.rstrip())
     code = proc.wait()
     return code, time.perf_counter() - start, results
@@ -109,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--require-cuda", action="store_true", help="fail unless torch sees a CUDA device")
     parser.add_argument("--progress", action="store_true", help="show tqdm progress bars (off: TQDM_DISABLE=1)")
     parser.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
+    parser.add_argument("--model", help='policy name for the config cells instead of "tiny" (e.g. course-gpt2)')
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         try:
-            execute(args.child)
+            execute(args.child, args.model)
         except BaseException:  # noqa: BLE001 - report any failure, with its traceback, through the exit code
             traceback.print_exc(file=sys.stdout)
             return 1
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = []
     for path in paths:
         print(f"\n=== {path.stem} ({mode} mode) ===", flush=True)
-        code, seconds, results = run_child(path, args.reduced, args.progress)
+        code, seconds, results = run_child(path, args.reduced, args.progress, args.model)
         status = "ok" if code == 0 else f"FAILED (exit {code})"
         print(f"=== {path.stem}: {status}, {seconds:.1f} s", flush=True)
         summary.append((path.stem, status, seconds, results))
