@@ -37,7 +37,7 @@ print("GPU:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "n
 PYEOF
 
 echo; echo "##### device checks"
-"$PY" benchmarks/device_check.py
+TQDM_DISABLE=1 "$PY" benchmarks/device_check.py
 device_status=$?
 
 echo; echo "##### notebooks"

@@ -131,7 +131,12 @@ def row_index(rows, device) -> torch.Tensor:
 
 
 def subset(rollout: Rollout, rows) -> Rollout:
-    """The given rows of a rollout, in that order (a minibatch, the kept samples, the two sides of pairs)."""
+    """The given rows of a rollout, in that order (a minibatch, the kept samples, the two sides of pairs).
+
+    ``rows``: row numbers (a list, a ``range``, a long tensor on any device) or a bool tensor ``(B,)``.
+    """
+    if isinstance(rows, torch.Tensor) and rows.dtype == torch.bool:
+        rows = torch.nonzero(rows).squeeze(1)
     picked = rows.tolist() if isinstance(rows, torch.Tensor) else list(rows)
     index = row_index(picked, rollout.device)
     return Rollout([rollout.prompts[i] for i in picked], rollout.prompt_ids[index], rollout.prompt_mask[index],

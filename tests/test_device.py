@@ -66,6 +66,9 @@ def test_rollout_helpers_keep_the_rollouts_device():
         part = subset(rollout, rows)
         for name in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask"):
             assert_on(getattr(part, name), META, f"subset(...).{name} for rows {rows!r}")
+    cpu = rollout_on("cpu")
+    assert subset(cpu, torch.tensor([False, True, False, True])).texts == [cpu.texts[1], cpu.texts[3]]
+    assert subset(cpu, [3, 1]).texts == [cpu.texts[3], cpu.texts[1]]
     assert_on(rollout.input_ids, META, "rollout.input_ids")
     assert_on(rollout.attention_mask, META, "rollout.attention_mask")
 
