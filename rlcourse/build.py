@@ -2,6 +2,7 @@
 
     python -m rlcourse.build                 # data/ sets and the tokenizer (seconds)
     python -m rlcourse.build --pretrain      # ... and pre-train data/tiny-gpt2 (about 22 minutes on 2 cores)
+    python -m rlcourse.build --pretrain --size gpt2-small   # a 12 x 768 GPT-2 in data/course-gpt2 (on a GPU)
     python -m rlcourse.build --pretrain --smoke --out /tmp/tiny   # a few steps, for tests
 
 Everything is deterministic in ``--seed``; the shipped files were made with the defaults.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from . import cafe, problems
@@ -66,20 +68,26 @@ def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int = VOCAB_SIZ
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--out", type=Path, default=None, help="model folder (default: DATA_DIR/tiny-gpt2)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="model folder (default: DATA_DIR/tiny-gpt2, or DATA_DIR/course-gpt2 for gpt2-small)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pretrain", action="store_true", help="also pre-train the tiny GPT-2")
-    parser.add_argument("--smoke", action="store_true", help="a few pre-training steps only (tests)")
+    parser.add_argument("--pretrain", action="store_true", help="also pre-train the model")
+    parser.add_argument("--size", default="tiny",
+                        help="tiny (4 x 192, default), gpt2-small (12 x 768, for a GPU) or <layers>x<width>")
+    parser.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the size's)")
+    parser.add_argument("--smoke", action="store_true", help="a few pre-training steps on little data (tests)")
     args = parser.parse_args(argv)
-    out = args.out or args.data_dir / "tiny-gpt2"
+    from .pretrain import pretrain, size_config
+
+    folder, cfg = size_config(args.size, args.seed)
+    out = args.out or args.data_dir / folder
 
     if not args.smoke:
         build_datasets(args.data_dir, args.seed)
-    from .pretrain import PretrainConfig, pretrain
-
-    cfg = PretrainConfig(seed=args.seed)
     if args.smoke:
-        cfg = cfg.smoke()
+        cfg = cfg.smoke(keep_shape=args.size != "tiny")
+    if args.steps:
+        cfg = replace(cfg, steps=args.steps)
     docs = pretraining_documents(cfg.n_problems, cfg.n_reviews, args.seed)
     tokenizer = train_tokenizer(docs, out, cfg.vocab_size)
     print(f"tokenizer: {len(tokenizer)} tokens -> {out}")

@@ -3,6 +3,11 @@
 ``load_policy("tiny")`` loads the course's own GPT-2 from ``data/tiny-gpt2`` (offline, CPU-fast);
 ``load_policy("gpt2")`` or ``load_policy("distilgpt2")`` load the Hub models through the same
 ``from_pretrained`` call (needs network, meant for Colab/GPU); a local folder path works too.
+
+Every policy comes with its dropout off (Hub GPT-2 has 0.1): in RL the policy that sampled a batch
+and the policy being trained must compute the same log-probs, so that at the first PPO or GRPO step
+the ratio is exactly 1 and the KL to the reference exactly 0. ``load_policy(..., dropout=True)``
+keeps the model's own dropout.
 """
 from __future__ import annotations
 
@@ -14,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import paths
 from .paths import REBUILD_HINT, TINY_MODEL_DIR
 
 HUB_MODELS = ("gpt2", "distilgpt2")
-MODEL_CHOICES = ("tiny",) + HUB_MODELS
+# "course-gpt2": the 12 x 768 GPT-2 that `python -m rlcourse.build --pretrain --size gpt2-small` writes to
+# data/course-gpt2 (on a GPU); "course-gpt2-<layers>x<width>" for other sizes
+MODEL_CHOICES = ("tiny", "course-gpt2") + HUB_MODELS
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -45,6 +53,13 @@ def resolve_model(name: str = "tiny") -> str:
         return str(TINY_MODEL_DIR)
     if name in HUB_MODELS:
         return name
+    if name.startswith("course-gpt2"):
+        folder = paths.DATA_DIR / name
+        if not (folder / "config.json").exists():
+            size = "gpt2-small" if name == "course-gpt2" else name.removeprefix("course-gpt2-")
+            raise FileNotFoundError(f"{name} is not built yet ({folder} is missing): build it with "
+                                    f"`python -m rlcourse.build --pretrain --size {size}` (meant for a GPU)")
+        return str(folder)
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
     raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_CHOICES)} or a local model folder")
@@ -88,8 +103,28 @@ def _quiet_loading():
             hf_logging.enable_progress_bar()
 
 
-def load_policy(name: str = "tiny", device: str | torch.device | None = None):
-    """``(model, tokenizer)`` for a policy name: ``"tiny"`` (default), a Hub id, or a local folder."""
+def is_dropout_setting(key: str, value) -> bool:
+    """Config entries that are dropout probabilities (GPT-2: ``resid_pdrop``, ``embd_pdrop``, ``attn_pdrop``)."""
+    return isinstance(value, float) and not isinstance(value, bool) and (key.endswith("pdrop") or key.endswith("dropout"))
+
+
+def without_dropout(model):
+    """Turn every dropout of ``model`` off, in its config and in its modules; returns the model."""
+    for key, value in model.config.to_dict().items():
+        if is_dropout_setting(key, value):
+            setattr(model.config, key, 0.0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def load_policy(name: str = "tiny", device: str | torch.device | None = None, dropout: bool = False):
+    """``(model, tokenizer)`` for a policy name: ``"tiny"`` (default), a Hub id, or a local folder.
+
+    The model is on ``device`` (default: CUDA when present), in eval mode, with its dropout off
+    unless ``dropout=True`` (see the module's docstring).
+    """
     from transformers import AutoModelForCausalLM
 
     source = resolve_model(name)
@@ -101,6 +136,8 @@ def load_policy(name: str = "tiny", device: str | torch.device | None = None):
         if name in HUB_MODELS:
             raise _offline_error(name, exc) from exc
         raise
+    if not dropout:
+        without_dropout(model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(get_device(device)).eval(), tokenizer
 
@@ -109,14 +146,15 @@ class ValueHeadModel(torch.nn.Module):
     """A causal LM with a scalar head on the last hidden state: the critic ``V(s_t)`` or a reward model.
 
     ``forward`` returns per-position values ``(B, L)``: ``values[:, t]`` is the value of the prefix
-    ending at token ``t``.
+    ending at token ``t``. The head is made on the language model's device and in its dtype.
     """
 
     def __init__(self, lm):
         super().__init__()
         self.lm = lm
         hidden = lm.config.n_embd if hasattr(lm.config, "n_embd") else lm.config.hidden_size
-        self.head = torch.nn.Linear(hidden, 1)
+        weight = next(lm.parameters())
+        self.head = torch.nn.Linear(hidden, 1, device=weight.device, dtype=weight.dtype)
         torch.nn.init.zeros_(self.head.weight)
         torch.nn.init.zeros_(self.head.bias)
 

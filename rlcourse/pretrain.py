@@ -1,8 +1,16 @@
-"""Pre-train the course's tiny GPT-2 on its own synthetic text (run through ``python -m rlcourse.build``)."""
+"""Pre-train the course's GPT-2 on its own synthetic text (run through ``python -m rlcourse.build``).
+
+Sizes (``--size``): ``tiny`` (4 layers x 192, the shipped ``data/tiny-gpt2``, about 20 CPU minutes),
+``gpt2-small`` (12 x 768, GPT-2 small's shape, for a GPU: written to ``data/course-gpt2``), or any
+``<layers>x<width>`` such as ``6x384``. On CUDA the forward pass runs under bf16 autocast (the weights
+stay float32); the batches are drawn on the CPU, so a run sees the same data on any device.
+"""
 from __future__ import annotations
 
 import math
+import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,9 +34,31 @@ class PretrainConfig:
     n_reviews: int = 40_000
     seed: int = 0
 
-    def smoke(self) -> "PretrainConfig":
-        return replace(self, n_layer=1, n_embd=32, n_head=2, steps=3, batch_size=8, n_problems=200, n_reviews=200,
-                       vocab_size=400)
+    def smoke(self, keep_shape: bool = False) -> "PretrainConfig":
+        """A few steps on little data (tests); ``keep_shape`` keeps the layers and width."""
+        small = replace(self, steps=3, batch_size=8, n_problems=200, n_reviews=200, vocab_size=400)
+        return small if keep_shape else replace(small, n_layer=1, n_embd=32, n_head=2)
+
+
+# name -> (model folder under data/, architecture and schedule); "tiny" is what the course ships
+SIZES = {
+    "tiny": ("tiny-gpt2", {}),
+    "gpt2-small": ("course-gpt2", dict(n_layer=12, n_embd=768, n_head=12, batch_size=128, lr=6e-4)),
+}
+
+
+def size_config(size: str, seed: int = 0) -> tuple[str, PretrainConfig]:
+    """``(folder name under data/, config)`` for ``tiny``, ``gpt2-small`` or ``<layers>x<width>`` (heads of 64)."""
+    if size in SIZES:
+        folder, changes = SIZES[size]
+        return folder, replace(PretrainConfig(seed=seed), **changes)
+    m = re.fullmatch(r"(\d+)x(\d+)", size)
+    if not m or int(m.group(2)) % 32:
+        raise ValueError(f"unknown size {size!r}: choose {', '.join(SIZES)} or <layers>x<width> (width a multiple of 32)")
+    n_layer, n_embd = int(m.group(1)), int(m.group(2))
+    cfg = PretrainConfig(seed=seed, n_layer=n_layer, n_embd=n_embd, n_head=max(1, n_embd // 64), batch_size=128,
+                         lr=min(3e-3, 3e-3 * 192 / n_embd))
+    return f"course-gpt2-{size}", cfg
 
 
 def model_config(cfg: PretrainConfig, tokenizer):
@@ -39,14 +69,19 @@ def model_config(cfg: PretrainConfig, tokenizer):
                       pad_token_id=tokenizer.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 
 
-def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig):
-    """Next-token training on whole documents (each ending in EOS), one document per row."""
+def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig, device=None):
+    """Next-token training on whole documents (each ending in EOS), one document per row, on ``device``
+    (default: CUDA when present, with bf16 autocast)."""
     from transformers import GPT2LMHeadModel
 
+    from .model import get_device
+
+    device = get_device(device)
     torch.manual_seed(cfg.seed)
-    model = GPT2LMHeadModel(model_config(cfg, tokenizer))
+    model = GPT2LMHeadModel(model_config(cfg, tokenizer)).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"tiny GPT-2: {n_params / 1e6:.2f}M parameters")
+    print(f"GPT-2 {cfg.n_layer} x {cfg.n_embd}: {n_params / 1e6:.2f}M parameters, on {device}")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
     ids = [tokenizer(d)["input_ids"][: cfg.n_positions - 1] + [tokenizer.eos_token_id] for d in docs]
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -70,7 +105,8 @@ def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig):
             input_ids[r, : len(row)] = torch.tensor(row)
             labels[r, : len(row)] = torch.tensor(row)
             attention[r, : len(row)] = 1
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        with autocast:
+            loss = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -79,7 +115,7 @@ def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig):
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
     print(f"pre-training: {cfg.steps} steps in {time.time() - start:.0f} s, final loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
-    model.eval()
+    model = model.cpu().eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

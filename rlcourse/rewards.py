@@ -1,4 +1,8 @@
-"""Rewards and evaluations: the annotator's score of a review, the answer checker of a word problem."""
+"""Rewards and evaluations: the annotator's score of a review, the answer checker of a word problem.
+
+Rewards come from text, so they start as Python floats; ``rollout_rewards`` and
+``score_at_last_token`` make them tensors on the rollout's (the policy's) device.
+"""
 from __future__ import annotations
 
 import torch
@@ -6,19 +10,42 @@ from tqdm.auto import tqdm
 
 from .cafe import annotator_score, review_prompts
 from .reference import answer_reward
-from .rollout import sample_completions
+from .rollout import Rollout, sample_completions
 
 
-def review_rewards(texts: list[str]) -> torch.Tensor:
+def review_rewards(texts: list[str], device="cpu") -> torch.Tensor:
     """The hidden annotator's score of each review ``(B,)``."""
-    return torch.tensor([annotator_score(t) for t in texts])
+    return torch.tensor([annotator_score(t) for t in texts], device=device)
 
 
-def answer_rewards(texts: list[str], answers: list[int]) -> torch.Tensor:
+def answer_rewards(texts: list[str], answers: list[int], device="cpu") -> torch.Tensor:
     """1.0 where the completion's last integer is the right answer ``(B,)``."""
     if len(texts) != len(answers):
         raise ValueError(f"{len(texts)} completions but {len(answers)} answers")
-    return torch.tensor([answer_reward(t, a) for t, a in zip(texts, answers)])
+    return torch.tensor([answer_reward(t, a) for t, a in zip(texts, answers)], device=device)
+
+
+def rollout_rewards(rollout: Rollout, reward_fn, *targets) -> torch.Tensor:
+    """``reward_fn(text_i, *targets_i)`` for every completion of a rollout, ``(B,)`` float on its device.
+
+    ``rollout_rewards(rollout, annotator_score)`` scores reviews;
+    ``rollout_rewards(rollout, answer_reward, answers)`` checks answers (one target per row).
+    """
+    for target in targets:
+        if len(target) != len(rollout):
+            raise ValueError(f"{len(rollout)} completions but {len(target)} targets")
+    values = [float(reward_fn(text, *row)) for text, *row in zip(rollout.texts, *targets)]
+    return torch.tensor(values, device=rollout.device)
+
+
+def score_at_last_token(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token rewards ``(B, T)``: ``scores[i]`` at the last real token of row i, 0 elsewhere (mask's device and dtype)."""
+    mask = mask.float() if not mask.is_floating_point() else mask
+    last = (mask.sum(-1).long() - 1).clamp(min=0)
+    rewards = torch.zeros_like(mask)
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    rewards[rows, last] = scores.to(device=mask.device, dtype=mask.dtype)
+    return rewards * mask
 
 
 @torch.no_grad()
@@ -30,7 +57,7 @@ def problem_accuracy(model, tokenizer, problems, temperature: float = 1.0, batch
     for i in tqdm(batches, desc="evaluating", disable=not progress or len(batches) < 2, leave=False):
         chunk = problems[i:i + batch_size]
         rollout = sample_completions(model, tokenizer, [p.prompt for p in chunk], max_new_tokens, temperature)
-        correct += answer_rewards(rollout.texts, [p.answer for p in chunk]).sum().item()
+        correct += rollout_rewards(rollout, answer_reward, [p.answer for p in chunk]).sum().item()
     return correct / len(problems)
 
 
@@ -39,4 +66,4 @@ def mean_review_score(model, tokenizer, n: int = 256, temperature: float = 1.0, 
                       seed: int = 0) -> float:
     """The annotator's mean score of ``n`` sampled reviews."""
     rollout = sample_completions(model, tokenizer, review_prompts(n, seed), max_new_tokens, temperature)
-    return review_rewards(rollout.texts).mean().item()
+    return rollout_rewards(rollout, annotator_score).mean().item()

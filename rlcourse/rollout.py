@@ -7,6 +7,11 @@ A batch is left-padded prompts followed by sampled completions:
 
 GPT-2 reads absolute positions, so a left-padded row must be given ``position_ids`` that start at
 0 on its first real token; without them its log-probs are silently wrong (and RL stops learning).
+
+Every tensor made here lives on the policy's device: a rollout is sampled on the model's device,
+and the helpers that pick rows of it (``subset``), score it (``last_token_scores``) or pair its
+rows (``preference_pairs``) put their results on ``rollout.device``. Row indices may come from the
+CPU (``torch.randperm``, a list, a ``range``): they are moved to the rollout's device.
 """
 from __future__ import annotations
 
@@ -35,6 +40,10 @@ class Rollout:
     @property
     def attention_mask(self) -> torch.Tensor:
         return torch.cat([self.prompt_mask, self.completion_mask.long()], dim=1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.completion_ids.device
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -103,13 +112,55 @@ def completion_values(value_model, rollout: Rollout) -> torch.Tensor:
 
 
 def batch_from_texts(tokenizer, prompts: list[str], completions: list[str], device="cpu") -> Rollout:
-    """A rollout built from given text (e.g. SFT targets or preference pairs); each completion gets an EOS."""
+    """A rollout built from given text (e.g. SFT targets) on ``device``; each completion gets an EOS."""
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     rows = [tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for c in completions]
     width = max(map(len, rows))
-    completion_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width))
-    for r, row in enumerate(rows):
-        completion_ids[r, : len(row)] = torch.tensor(row)
-        mask[r, : len(row)] = 1
-    return Rollout(list(prompts), prompt_ids, prompt_mask, completion_ids.to(device), mask.to(device), list(completions))
+    padded = [row + [tokenizer.pad_token_id] * (width - len(row)) for row in rows]
+    real = [[1.0] * len(row) + [0.0] * (width - len(row)) for row in rows]
+    completion_ids = torch.tensor(padded, dtype=torch.long, device=prompt_ids.device)
+    mask = torch.tensor(real, device=prompt_ids.device)
+    return Rollout(list(prompts), prompt_ids, prompt_mask, completion_ids, mask, list(completions))
+
+
+def row_index(rows, device) -> torch.Tensor:
+    """Row numbers (a list, a ``range`` or a tensor, e.g. from ``torch.randperm``) as a long tensor on ``device``."""
+    if isinstance(rows, torch.Tensor):
+        return rows.to(device=device, dtype=torch.long)
+    return torch.tensor(list(rows), dtype=torch.long, device=device)
+
+
+def subset(rollout: Rollout, rows) -> Rollout:
+    """The given rows of a rollout, in that order (a minibatch, the kept samples, the two sides of pairs).
+
+    ``rows``: row numbers (a list, a ``range``, a long tensor on any device) or a bool tensor ``(B,)``.
+    """
+    if isinstance(rows, torch.Tensor) and rows.dtype == torch.bool:
+        rows = torch.nonzero(rows).squeeze(1)
+    picked = rows.tolist() if isinstance(rows, torch.Tensor) else list(rows)
+    index = row_index(picked, rollout.device)
+    return Rollout([rollout.prompts[i] for i in picked], rollout.prompt_ids[index], rollout.prompt_mask[index],
+                   rollout.completion_ids[index], rollout.completion_mask[index], [rollout.texts[i] for i in picked])
+
+
+def last_token_scores(value_model, rollout: Rollout) -> torch.Tensor:
+    """A value head's output at each row's last real token ``(B,)``: a reward model's score of the whole text."""
+    values = value_model(rollout.input_ids, rollout.attention_mask)  # (B, P + T)
+    last = rollout.prompt_ids.shape[1] + rollout.completion_mask.sum(-1).long() - 1
+    return values.gather(1, last.unsqueeze(1)).squeeze(1)
+
+
+def preference_pairs(rankings: list[str], group_size: int, to_pairs, device,
+                     labels: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ") -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``(chosen, rejected)``, each ``(N,)`` long on ``device``, of every comparison in the rankings.
+
+    ``rankings[g]`` ranks the ``group_size`` texts of rows ``g*group_size ...`` labelled A, B, C, ...
+    (``"D > G > A = B"``); ``to_pairs`` turns one ranking into ``(winner, loser)`` labels (notebook 04's
+    ``ranking_to_pairs``). The group of pair ``n`` is ``chosen[n] // group_size``.
+    """
+    chosen, rejected = [], []
+    for g, ranking in enumerate(rankings):
+        for winner, loser in to_pairs(ranking):
+            chosen.append(g * group_size + labels.index(winner))
+            rejected.append(g * group_size + labels.index(loser))
+    return row_index(chosen, device), row_index(rejected, device)

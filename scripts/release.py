@@ -4,7 +4,9 @@
     python scripts/release.py 02_policy_gradients
     python scripts/release.py --out /tmp/rel  # write the release somewhere else (the sync test does)
 
-It runs nbgrader's GenerateAssignment converter with ``autograder/nbgrader_config.py`` (course
+First it stamps the course's repository URL, ``rlcourse.config.REPO_URL`` (one setting; a fork sets
+its own), into every source notebook's Open-in-Colab badge and Colab cell (``COURSE_REPO``), so the
+release carries it too. Then it runs nbgrader's GenerateAssignment converter with ``autograder/nbgrader_config.py`` (course
 root = this repository, source ``solutions``, release ``notebooks``). nbgrader also insists on a
 gradebook database: we give it a throw-away sqlite file in a temporary folder, so no
 ``gradebook.db`` is left in the repository. The output depends only on the source notebooks.
@@ -44,6 +46,50 @@ def assignment_ids(root: Path = ROOT) -> list[str]:
     """Every folder solutions/<id>/ that holds <id>.ipynb, sorted."""
     source = root / "solutions"
     return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file()) if source.is_dir() else []
+
+
+# the badge's link: https://colab.research.google.com/github/<owner>/<repo>/blob/main/notebooks/<id>/<id>.ipynb
+BADGE_LINK = re.compile(r"(https://colab\.research\.google\.com/github/)[^/\s)]+/[^/\s)]+(/blob/)")
+# the Colab cell's line COURSE_REPO = os.environ.get("RLCOURSE_REPO_URL", "<url>")
+COURSE_REPO_LINE = re.compile(r'^(COURSE_REPO = .*?")([a-z+]+://[^"]+)(".*)$', re.MULTILINE)
+
+
+def github_slug(url: str) -> str:
+    """``owner/name`` of a GitHub URL (the Colab badge opens notebooks from GitHub)."""
+    m = re.match(r"https://github\.com/([^/\s]+/[^/\s]+?)(?:\.git)?/?$", url)
+    if not m:
+        raise ValueError(f"REPO_URL {url!r} is not a https://github.com/<owner>/<name> URL: Colab badges need one")
+    return m.group(1)
+
+
+def stamp_repo_url(nb: dict, url: str) -> bool:
+    """Put ``url`` into a notebook's badge (first cell) and Colab cell (first code cell); True if anything changed."""
+    slug = github_slug(url)
+    changed = False
+    for cell, pattern, replacement in [
+        (nb["cells"][0], BADGE_LINK, rf"\g<1>{slug}\g<2>"),
+        (next(c for c in nb["cells"] if c["cell_type"] == "code"), COURSE_REPO_LINE, rf"\g<1>{url}\g<3>"),
+    ]:
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        new, count = pattern.subn(replacement, source)
+        if count == 0:
+            raise ValueError(f"no {'badge' if pattern is BADGE_LINK else 'COURSE_REPO line'} to stamp in {cell['source']!r:.80}")
+        if new != source:
+            cell["source"] = new.splitlines(keepends=True)
+            changed = True
+    return changed
+
+
+def stamp_sources(ids: list[str], url: str) -> list[Path]:
+    """Stamp ``url`` into solutions/<id>/<id>.ipynb in place; returns the notebooks that changed."""
+    changed = []
+    for assignment in ids:
+        path = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        if stamp_repo_url(nb, url):
+            path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+            changed.append(path)
+    return changed
 
 
 def load_config(release_dir: Path, db_path: Path):
@@ -122,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ids", nargs="*", help="assignment ids (default: every folder in solutions/)")
     parser.add_argument("--out", type=Path, default=None, help="release folder (default: notebooks/)")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from rlcourse.config import REPO_URL
+
+    for path in stamp_sources(args.ids or assignment_ids(), REPO_URL):
+        print(f"stamped {REPO_URL} into {path.relative_to(ROOT)}")
     for nb in release(args.ids or None, args.out):
         print(f"released {nb}")
     return 0

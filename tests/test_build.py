@@ -27,3 +27,32 @@ def test_shipped_data_sets_are_reproduced_from_the_seed(tmp_path):
         assert (tmp_path / rel).read_text() == (DATA_DIR / rel).read_text(), rel
     first = json.loads((tmp_path / "problems/heldout.jsonl").read_text().splitlines()[0])
     assert set(first) == {"question", "answer", "solution", "scene", "ops", "start"}
+
+
+def test_size_option_builds_a_model_of_that_shape_selectable_by_name(tmp_path, monkeypatch):
+    """--size: the same build at another shape (here 2 x 64 for a few steps; gpt2-small is 12 x 768, for a GPU)."""
+    from rlcourse import model as course_model
+    from rlcourse.pretrain import size_config
+
+    folder, cfg = size_config("gpt2-small")
+    assert folder == "course-gpt2" and (cfg.n_layer, cfg.n_embd, cfg.n_head) == (12, 768, 12)
+    assert size_config("tiny")[1] == size_config("tiny", 0)[1] and size_config("tiny")[0] == "tiny-gpt2"
+
+    result = subprocess.run([sys.executable, "-m", "rlcourse.build", "--pretrain", "--smoke", "--size", "2x64",
+                             "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "course-gpt2-2x64"
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert (model.config.n_layer, model.config.n_embd) == (2, 64)
+    assert not (tmp_path / "problems").exists(), "--smoke should not rebuild the data sets"
+
+    monkeypatch.setattr(course_model.paths, "DATA_DIR", tmp_path)
+    assert course_model.resolve_model("course-gpt2-2x64") == str(out)
+    policy, tok = course_model.load_policy("course-gpt2-2x64", device="cpu")
+    assert policy.config.n_layer == 2 and tok.pad_token_id != tok.eos_token_id
+    try:
+        course_model.resolve_model("course-gpt2")
+    except FileNotFoundError as err:
+        assert "--size gpt2-small" in str(err)
+    else:
+        raise AssertionError("a course model that is not built should say how to build it")

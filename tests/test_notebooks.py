@@ -142,10 +142,38 @@ def test_colab_badge_and_cell(assignment):
             in first.source, f"{path}: the Colab badge points elsewhere"
         setup = H.setup_cells(nb)
         assert setup and "google.colab" in setup[0].source, f"{path}: the first setup cell should be the Colab cell"
-        m = re.search(r'^COURSE_REPO\s*=\s*["\']([^"\']+)["\']', setup[0].source, re.MULTILINE)
-        assert m and m.group(1) == REPO_URL, f"{path}: COURSE_REPO should be {REPO_URL}"
+        m = re.search(r'^COURSE_REPO\s*=.*["\']([a-z+]+://[^"\']+)["\']', setup[0].source, re.MULTILINE)
+        assert m and m.group(1) == REPO_URL, f"{path}: COURSE_REPO should be {REPO_URL}: run python scripts/release.py"
         for cell in setup:
             H.check_no_magics(cell.source, f"{path} setup cell")
+
+
+def test_one_colab_cell_for_every_notebook():
+    """The Colab cell is the same in every notebook (source and release)."""
+    cells = {str(path): H.setup_cells(H.load(path))[0].source
+             for a in IDS for path in (H.notebook_path(a), H.notebook_path(a, release=True))}
+    assert len(set(cells.values())) == 1, "the Colab cells differ between notebooks: " + ", ".join(sorted(cells))
+
+
+def test_release_stamps_the_repository_url():
+    """scripts/release.py puts rlcourse.config.REPO_URL into every badge and Colab cell (a fork sets its own)."""
+    import copy
+
+    sys.path.insert(0, str(H.ROOT / "scripts"))
+    import release
+    from rlcourse.config import REPO_URL
+
+    nb = H.load(H.notebook_path(IDS[0]))
+    as_json = {"cells": [{"cell_type": c.cell_type, "source": c.source} for c in nb.cells]}
+    assert not release.stamp_repo_url(copy.deepcopy(as_json), REPO_URL), "the committed notebook is not stamped"
+    fork = copy.deepcopy(as_json)
+    assert release.stamp_repo_url(fork, "https://github.com/someone/fork")
+    assert "colab.research.google.com/github/someone/fork/blob/main/notebooks/" in "".join(fork["cells"][0]["source"])
+    colab = "".join(next(c for c in fork["cells"] if c["cell_type"] == "code")["source"])
+    assert '"https://github.com/someone/fork")' in colab and REPO_URL not in colab
+    assert not release.stamp_repo_url(fork, "https://github.com/someone/fork"), "stamping twice changes nothing"
+    with pytest.raises(ValueError):
+        release.stamp_repo_url(fork, "https://example.org/not-github")
 
 
 @pytest.mark.parametrize("assignment", IDS)

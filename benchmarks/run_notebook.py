@@ -1,0 +1,174 @@
+"""Run solution notebooks without Jupyter: wall time, device and ``[result]`` lines per notebook.
+
+    python benchmarks/run_notebook.py                    # every solutions/*/*.ipynb, full mode
+    python benchmarks/run_notebook.py 04_ppo_rlhf 05_grpo --reduced
+    python benchmarks/run_notebook.py --require-cuda     # refuse to run anywhere but on a CUDA GPU
+    python benchmarks/run_notebook.py --model course-gpt2  # another policy (the config cells' MODEL_NAME)
+
+Needs only what the course package needs (torch, transformers, tokenizers, safetensors, numpy,
+matplotlib, tqdm): no Jupyter, nbformat, nbclient or nbgrader. A notebook is read as JSON and its
+code cells are executed in order in one namespace, like a kernel would (lines starting with ``%``
+or ``!`` are skipped; the course's cells have none). Each notebook runs in a fresh Python process,
+with the notebook's folder as working directory, ``MPLBACKEND=Agg`` and ``RLCOURSE_REDUCED=0``
+(``--reduced``: 1). The repository root goes on ``PYTHONPATH`` so that ``rlcourse`` imports
+without installing it. ``--model NAME`` replaces ``MODEL_NAME = "tiny"`` in the config cells (a check
+of the code path: the notebooks' learning rates are set for the tiny model). The exit status is 1
+when any notebook fails (its traceback is printed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+RESULT = re.compile(r"^\[result\]\s+\S+\s*=")
+MAGIC = re.compile(r"^\s*[%!]")
+MODEL_LINE = re.compile(r'^MODEL_NAME = "tiny"', re.MULTILINE)
+
+
+def assignment_ids() -> list[str]:
+    return sorted(p.name for p in SOLUTIONS.iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+
+def notebook_file(name: str) -> Path:
+    """An assignment id (``05_grpo``) or a path to an .ipynb."""
+    path = Path(name)
+    if path.suffix == ".ipynb":
+        return path.resolve()
+    return SOLUTIONS / name / f"{name}.ipynb"
+
+
+def code_cells(path: Path) -> list[str]:
+    """The source of every code cell, in order, without IPython magics and shell escapes."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = []
+    for cell in nb["cells"]:
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        cells.append("\n".join(line for line in source.splitlines() if not MAGIC.match(line)))
+    return cells
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return "cpu"
+
+
+def execute(path: Path, model: str | None = None) -> None:
+    """Run one notebook in this process (the child side of ``main``), with ``model`` as MODEL_NAME if given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    print(f"[device] {device_name()}", flush=True)
+    cells = code_cells(path)
+    if model:
+        cells = [MODEL_LINE.sub(f"MODEL_NAME = {model!r}", source) for source in cells]
+        if cells == code_cells(path):
+            raise ValueError(f"{path.name} has no line MODEL_NAME = \"tiny\" to replace")
+        print(f"[model] {model}", flush=True)
+    namespace: dict = {"__name__": "__main__"}
+    for i, source in enumerate(cells):
+        code = compile(source, f"<{path.stem} cell {i}>", "exec")
+        try:
+            exec(code, namespace)  # noqa: S102 - the course's own notebooks
+        finally:
+            plt.close("all")
+
+
+def run_child(path: Path, reduced: bool, progress: bool, model: str | None = None) -> tuple[int, float, list[str]]:
+    """Run one notebook in a fresh interpreter; echo its output; return (exit code, seconds, [result] lines)."""
+    env = dict(os.environ)
+    env["RLCOURSE_REDUCED"] = "1" if reduced else "0"
+    env["MPLBACKEND"] = "Agg"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if not progress:
+        env["TQDM_DISABLE"] = "1"
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(path)] + (["--model", model] if model else [])
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    results = []
+    for line in proc.stdout:
+        print(f"  | {line}", end="", flush=True)
+        if RESULT.match(line) or line.startswith(("[device] ", "[model] ")):
+            results.append(line.rstrip())
+    code = proc.wait()
+    return code, time.perf_counter() - start, results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", help="assignment ids or .ipynb paths (default: every solution notebook)")
+    parser.add_argument("--reduced", action="store_true", help="reduced mode (RLCOURSE_REDUCED=1): a few steps per loop")
+    parser.add_argument("--require-cuda", action="store_true", help="fail unless torch sees a CUDA device")
+    parser.add_argument("--progress", action="store_true", help="show tqdm progress bars (off: TQDM_DISABLE=1)")
+    parser.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
+    parser.add_argument("--model", help='policy name for the config cells instead of "tiny" (e.g. course-gpt2)')
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        try:
+            execute(args.child, args.model)
+        except BaseException:  # noqa: BLE001 - report any failure, with its traceback, through the exit code
+            traceback.print_exc(file=sys.stdout)
+            return 1
+        return 0
+
+    import torch
+    import transformers
+
+    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, transformers {transformers.__version__}")
+    print(f"device: {device_name()} (torch.version.cuda = {torch.version.cuda})")
+    if args.require_cuda and not torch.cuda.is_available():
+        print("ERROR: --require-cuda, but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    mode = "reduced" if args.reduced else "full"
+    paths = [notebook_file(n) for n in (args.notebooks or assignment_ids())]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"ERROR: no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
+
+    summary = []
+    for path in paths:
+        print(f"\n=== {path.stem} ({mode} mode) ===", flush=True)
+        code, seconds, results = run_child(path, args.reduced, args.progress, args.model)
+        status = "ok" if code == 0 else f"FAILED (exit {code})"
+        print(f"=== {path.stem}: {status}, {seconds:.1f} s", flush=True)
+        summary.append((path.stem, status, seconds, results))
+        if code != 0 and args.stop_on_error:
+            break
+
+    print(f"\n##### summary ({mode} mode, {device_name()}, torch {torch.__version__}, "
+          f"transformers {transformers.__version__})")
+    for name, status, seconds, results in summary:
+        print(f"[wall time] {name} = {seconds:.1f} s  {status}")
+        for line in results:
+            print(f"    {line}")
+    print(f"[wall time] total = {sum(s for _, _, s, _ in summary):.1f} s")
+    failed = [name for name, status, _, _ in summary if status != "ok"]
+    if failed or len(summary) < len(paths):
+        print(f"FAILED: {', '.join(failed) or 'stopped early'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

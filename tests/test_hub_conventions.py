@@ -1,0 +1,129 @@
+"""Hub GPT-2's conventions (no pad token, EOS reused as pad, dropout 0.1) through load_policy, a rollout,
+log-probs and one training step of PPO, GRPO and DPO: at the first step the ratio is exactly 1 and the
+KL to the reference exactly 0, because load_policy turns dropout off."""
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlcourse.model import load_policy, seed_everything
+from rlcourse.reference import (dpo_loss, grpo_loss, group_normalized_advantages, kl_k3, ppo_clip_loss,
+                                sequence_log_prob, token_log_probs)
+from rlcourse.rollout import completion_logits, completion_logps, sample_completions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+from gpt2_conventions import HUB_DROPOUT, write_gpt2_conventions_model  # noqa: E402
+
+PROMPTS = ["Review:", "Question: A bus carries seven passengers. Then another one gets off. "
+           "How many passengers are on the bus?\nAnswer:"]
+
+
+@pytest.fixture(scope="module")
+def hub_like(tmp_path_factory):
+    return str(write_gpt2_conventions_model(tmp_path_factory.mktemp("gpt2-conventions")))
+
+
+@pytest.fixture()
+def start(hub_like):
+    """A policy, its frozen reference, a left-padded rollout sampled from it, and the old/reference log-probs."""
+    seed_everything(0)
+    policy, tok = load_policy(hub_like)
+    reference = copy.deepcopy(policy)
+    rollout, sampler_logps = sample_completions(policy, tok, PROMPTS, max_new_tokens=16, num_samples=4,
+                                                return_scores=True)
+    policy.train()  # as the notebooks' training loops do
+    with torch.no_grad():
+        old_logps = completion_logps(policy, rollout)
+        ref_logps = completion_logps(reference, rollout)
+    return policy, tok, rollout, sampler_logps, old_logps, ref_logps
+
+
+def train_logps(policy, rollout):
+    return token_log_probs(completion_logits(policy, rollout), rollout.completion_ids) * rollout.completion_mask
+
+
+def step(policy, loss):
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def test_fixture_has_gpt2s_conventions(hub_like):
+    from transformers import AutoConfig, AutoTokenizer
+
+    config, tok = AutoConfig.from_pretrained(hub_like), AutoTokenizer.from_pretrained(hub_like)
+    assert tok.pad_token is None and config.pad_token_id is None
+    assert config.resid_pdrop == config.embd_pdrop == config.attn_pdrop == HUB_DROPOUT
+
+
+def test_load_policy_reuses_eos_and_turns_dropout_off(hub_like):
+    policy, tok = load_policy(hub_like)
+    assert tok.pad_token_id == tok.eos_token_id and tok.padding_side == "left"
+    assert policy.config.resid_pdrop == policy.config.embd_pdrop == policy.config.attn_pdrop == 0.0
+    assert all(m.p == 0.0 for m in policy.modules() if isinstance(m, torch.nn.Dropout))
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    policy.train()
+    with torch.no_grad():
+        a, b = policy(**ids).logits, policy(**ids).logits
+    assert torch.equal(a, b), "train() mode is still random: dropout is on"
+
+
+def test_dropout_switch_keeps_the_models_dropout(hub_like):
+    policy, tok = load_policy(hub_like, dropout=True)
+    assert policy.config.resid_pdrop == HUB_DROPOUT
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    policy.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        a, b = policy(**ids).logits, policy(**ids).logits
+    assert not torch.equal(a, b), "dropout=True should keep GPT-2's dropout (the fixture has 0.1)"
+
+
+def test_rollout_with_eos_as_pad(start):
+    policy, tok, rollout, sampler_logps, old_logps, _ = start
+    assert (rollout.prompt_mask == 0).any(), "the prompts must really be left-padded (with EOS ids)"
+    assert (rollout.prompt_ids[rollout.prompt_mask == 0] == tok.eos_token_id).all()
+    mask = rollout.completion_mask
+    for row, ids in enumerate(rollout.completion_ids.tolist()):
+        if tok.eos_token_id in ids:  # the mask keeps the first EOS and drops everything after it
+            first = ids.index(tok.eos_token_id)
+            assert mask[row, : first + 1].eq(1).all() and mask[row, first + 1:].eq(0).all()
+    assert (old_logps - sampler_logps).abs().max().item() < 1e-4
+
+
+def test_first_ppo_step_has_ratio_one(start):
+    policy, _, rollout, _, old_logps, ref_logps = start
+    mask = rollout.completion_mask
+    logps = train_logps(policy, rollout)
+    assert torch.equal(logps.detach(), old_logps), "ratio != 1 at the first PPO step"
+    assert torch.equal(logps.detach(), ref_logps), "KL to the reference != 0 at the first step"
+    advantages = torch.randn(mask.shape) * mask
+    step(policy, ppo_clip_loss(logps, old_logps, advantages, mask, 0.2))
+    with torch.no_grad():
+        assert not torch.equal(completion_logps(policy, rollout), old_logps), "the step did not change the policy"
+
+
+def test_first_grpo_step_has_ratio_one_and_zero_kl(start):
+    policy, _, rollout, _, old_logps, ref_logps = start
+    mask = rollout.completion_mask
+    logps = train_logps(policy, rollout)
+    ratio = torch.exp(logps.detach() - old_logps)
+    assert torch.equal(ratio[mask > 0], torch.ones_like(ratio[mask > 0]))
+    assert torch.equal(kl_k3(logps.detach(), ref_logps), torch.zeros_like(ref_logps))
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    advantages = group_normalized_advantages(rewards, 4)
+    step(policy, grpo_loss(logps, old_logps, ref_logps, advantages, mask, clip_eps=0.2, beta=0.04))
+
+
+def test_first_dpo_step_starts_at_log_two(start):
+    policy, _, rollout, _, _, ref_logps = start
+    mask = rollout.completion_mask
+    seq = sequence_log_prob(train_logps(policy, rollout), mask)
+    ref_seq = sequence_log_prob(ref_logps, mask)
+    chosen, rejected = torch.tensor([0, 4]), torch.tensor([1, 5])
+    loss = dpo_loss(seq[chosen], seq[rejected], ref_seq[chosen], ref_seq[rejected], beta=0.1)
+    assert loss.item() == torch.nn.functional.softplus(torch.tensor(0.0)).item(), "policy == reference: loss log 2"
+    step(policy, loss)
