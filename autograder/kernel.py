@@ -46,6 +46,9 @@ class Grading:
             else:
                 exec(compile(code, "<hidden test>", "exec"), self.shell.user_ns)  # noqa: S102
         except AssertionError as exc:
+            if getattr(exc, "student_type", None) is not None:  # the student's own assert, on hidden inputs
+                raise HiddenTestFailed("A hidden test failed: your code raised AssertionError "
+                                       "on one of the hidden inputs.") from None
             message = str(exc) if quiet is not None else "a check failed"
             raise HiddenTestFailed(f"A hidden test failed: {message}") from None
         except remote.StudentTimeout as exc:
@@ -54,6 +57,8 @@ class Grading:
             raise HiddenTestFailed(f"A hidden test failed: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - the message may carry hidden values: name the type only
             kind = getattr(exc, "student_type", None)
+            if kind is not None and kind not in remote.PLAIN_EXCEPTIONS:  # a class name can carry the inputs
+                kind = "an exception of a class of its own"
             where = f"your code raised {kind}" if kind else f"the test stopped with {type(exc).__name__}"
             raise HiddenTestFailed(f"A hidden test failed: {where} on one of the hidden inputs.") from None
 

@@ -24,6 +24,10 @@ for a in "$@"; do
   if [ "$a" = "--allow-cpu" ]; then need_cuda=(); else args+=("$a"); fi
 done
 
+if ! "$PY" -c "import matplotlib" >/dev/null 2>&1; then  # a bare GPU machine: plots become no-ops
+  echo "matplotlib is not installed: benchmarks/matplotlib_stub stands in (no plots, the [result] lines print)"
+  export PYTHONPATH="$(pwd)/benchmarks/matplotlib_stub:$PYTHONPATH"
+fi
 "$PY" - <<'PYEOF' || exit 2
 import importlib.util, sys
 missing = [m for m in ("torch", "transformers", "tokenizers", "safetensors", "numpy", "matplotlib", "tqdm")
