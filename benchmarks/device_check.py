@@ -46,7 +46,8 @@ def helpers_on(device: torch.device) -> None:
     policy, tok = load_policy("tiny", device=device)
     rollout = sample_completions(policy, tok, ["Review:", "Question: Two birds sit on a wire.\nAnswer:"], 12,
                                  num_samples=2)
-    same = lambda x: x.device == device  # noqa: E731
+    on = next(policy.parameters()).device  # "cuda" asked for, "cuda:0" given: compare with the model's own
+    same = lambda x: x.device == on  # noqa: E731
     expect(same(rollout.completion_ids) and same(rollout.completion_mask), "sample_completions")
     rewards = rollout_rewards(rollout, answer_reward, [3, 3, 3, 3])
     expect(same(rewards), "rollout_rewards")
