@@ -29,6 +29,32 @@ class Unencodable(TypeError):
     """A value the wire cannot carry (a function, a module, an object of the student's own class)."""
 
 
+# ----------------------------------------------------------------------------- walking values
+def leaves(obj, keep) -> list:
+    """The leaves of nested lists, tuples and dicts for which ``keep(leaf)`` is true, depth first.
+
+    Both sides walk arguments and results in this order, so the n-th tensor one side names is the
+    n-th the other side sees (the autograd bridge and the generator states rely on it).
+    """
+    if isinstance(obj, (list, tuple)):
+        return [x for v in obj for x in leaves(v, keep)]
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in leaves(v, keep)]
+    return [obj] if keep(obj) else []
+
+
+def needs_grad(x) -> bool:
+    import torch
+
+    return isinstance(x, torch.Tensor) and x.requires_grad
+
+
+def is_generator(x) -> bool:
+    import torch
+
+    return isinstance(x, torch.Generator)
+
+
 # ----------------------------------------------------------------------------- framing
 def send(fd: int, message) -> None:
     body = json.dumps(message, allow_nan=True, separators=(",", ":")).encode()

@@ -56,32 +56,6 @@ class StudentProtocolError(Exception):
     """The student's process sent something that is not a well-formed reply: evidence of tampering."""
 
 
-def _tensors(obj, out):
-    """Tensors that require grad, depth first (the student's process walks in the same order)."""
-    if isinstance(obj, torch.Tensor):
-        if obj.requires_grad:
-            out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _tensors(v, out)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _tensors(v, out)
-    return out
-
-
-def _generators(obj, out):
-    if isinstance(obj, torch.Generator):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _generators(v, out)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _generators(v, out)
-    return out
-
-
 def _replace(obj, new: dict):
     """``obj`` with the tensors whose id is in ``new`` replaced (structure rebuilt, not mutated)."""
     if isinstance(obj, torch.Tensor):
@@ -337,7 +311,7 @@ class StudentProcess:
     def call(self, name: str, args: tuple, kwargs: dict):
         self.current = name
         args = list(args)
-        inputs = _tensors([args, kwargs], [])
+        inputs = P.leaves([args, kwargs], P.needs_grad)
         try:
             message = {"op": "call", "name": name, "call_id": next(self.ids), "args": P.encode(args),
                        "kwargs": P.encode(dict(kwargs))}
@@ -359,10 +333,10 @@ class StudentProcess:
                     value.shape == target.shape and value.dtype == target.dtype:
                 with torch.no_grad():
                     target.copy_(value.to(target.device))
-        for gen, state in zip(_generators([args, kwargs], []), states):
+        for gen, state in zip(P.leaves([args, kwargs], P.is_generator), states):
             if isinstance(state, torch.Generator) and gen.device.type == "cpu":
                 gen.set_state(state.get_state())
-        outputs = _tensors(result, [])
+        outputs = P.leaves(result, P.needs_grad)
         if not (inputs and outputs):
             return result
         for t in outputs:

@@ -34,36 +34,6 @@ def _alarm(signum, frame):
     raise CellTimeout("this cell ran past its time limit")
 
 
-def _tensors(obj, out):
-    """Tensors that require grad, depth first (the grader walks its arguments in the same order)."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        if obj.requires_grad:
-            out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _tensors(v, out)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _tensors(v, out)
-    return out
-
-
-def _generators(obj, out):
-    import torch
-
-    if isinstance(obj, torch.Generator):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _generators(v, out)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _generators(v, out)
-    return out
-
-
 def _same(a, b) -> bool:
     import torch
 
@@ -131,8 +101,8 @@ class Server:
         if not callable(fn):
             return {"error": ["NameError", f"`{msg['name']}` is not defined in your notebook", ""]}
         args, kwargs = P.decode(msg["args"]), P.decode(msg["kwargs"])
-        inputs = _tensors([args, kwargs], [])
-        generators = _generators([args, kwargs], [])
+        inputs = P.leaves([args, kwargs], P.needs_grad)
+        generators = P.leaves([args, kwargs], P.is_generator)
         plain = {i: a.clone() for i, a in enumerate(args) if isinstance(a, torch.Tensor) and not a.requires_grad}
         plain.update({k: a.clone() for k, a in kwargs.items() if isinstance(a, torch.Tensor) and not a.requires_grad})
         try:
@@ -144,7 +114,7 @@ class Server:
                               "return tensors, numbers, strings, lists or tuples", ""]}
         except BaseException as exc:  # noqa: BLE001 - the student's exception is the answer
             return _error(exc)
-        outputs = _tensors(result, [])
+        outputs = P.leaves(result, P.needs_grad)
         if inputs and outputs:
             self.calls[msg["call_id"]] = (inputs, outputs)
             while len(self.calls) > CALLS_KEPT:

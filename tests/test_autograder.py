@@ -18,29 +18,7 @@ import pytest
 
 from autograder.grade import grade
 
-COURSE = Path(__file__).parent / "fixtures" / "course"
-SOURCE = COURSE / "solutions" / "demo" / "demo.ipynb"
-RELEASE = COURSE / "notebooks" / "demo" / "demo.ipynb"
-
-SFT_OK = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
-          "    return -(token_logps * m).sum() / m.sum()\n")
-SEQ_OK = "def sequence_log_prob(token_logps, mask):\n    return (token_logps * mask.to(token_logps.dtype)).sum(-1)\n"
-# the per-sequence mean: right on one row (visible test), wrong on two rows (hidden): 1 of 3 points
-SFT_PARTIAL = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
-               "    return (-(token_logps * m).sum(-1) / m.sum(-1)).mean()\n")
-
-
-def release_nb():
-    return nbformat.read(str(RELEASE), as_version=4)
-
-
-def with_answers(answers: dict, nb=None):
-    nb = copy.deepcopy(nb or release_nb())
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in answers and not cell.metadata["nbgrader"].get("grade"):
-            cell.source = answers[gid]
-    return nb
+from demo_course import COURSE, RELEASE, SEQ_OK, SFT_OK, SFT_PARTIAL, SOURCE, with_answers  # noqa: E402
 
 
 def dump(nb) -> str:

@@ -16,25 +16,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-COURSE = ROOT / "tests" / "fixtures" / "course"
-RELEASE = COURSE / "notebooks" / "demo" / "demo.ipynb"
 sys.path.insert(0, str(ROOT / "scripts"))
 import gradescope  # noqa: E402
 
-SFT_OK = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
-          "    return -(token_logps * m).sum() / m.sum()\n")
-SEQ_OK = "def sequence_log_prob(token_logps, mask):\n    return (token_logps * mask.to(token_logps.dtype)).sum(-1)\n"
-SFT_PARTIAL = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
-               "    return (-(token_logps * m).sum(-1) / m.sum(-1)).mean()\n")
-
-
-def notebook(answers: dict) -> str:
-    nb = json.loads(RELEASE.read_text())
-    for cell in nb["cells"]:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid in answers and not cell["metadata"]["nbgrader"].get("grade"):
-            cell["source"] = answers[gid]
-    return json.dumps(nb)
+from demo_course import COURSE, SEQ_OK, SFT_OK, SFT_PARTIAL, notebook  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ Fixture course: tests/fixtures/course (``sft_loss`` 1 visible + 2 hidden points,
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import signal
@@ -24,24 +23,7 @@ import pytest
 from autograder.grade import grade
 
 ROOT = Path(__file__).resolve().parent.parent
-COURSE = ROOT / "tests" / "fixtures" / "course"
-RELEASE = COURSE / "notebooks" / "demo" / "demo.ipynb"
-SFT_OK = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
-          "    return -(token_logps * m).sum() / m.sum()\n")
-SEQ_OK = "def sequence_log_prob(token_logps, mask):\n    return (token_logps * mask.to(token_logps.dtype)).sum(-1)\n"
-SFT_PARTIAL = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
-               "    return (-(token_logps * m).sum(-1) / m.sum(-1)).mean()\n")
-
-
-def notebook(answers: dict, mutate=None) -> str:
-    nb = json.loads(RELEASE.read_text())
-    for cell in nb["cells"]:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid in answers and not cell["metadata"]["nbgrader"].get("grade"):
-            cell["source"] = answers[gid]
-    if mutate:
-        mutate(nb)
-    return json.dumps(nb, indent=1)
+from demo_course import COURSE, RELEASE, SEQ_OK, SFT_OK, SFT_PARTIAL, notebook  # noqa: E402
 
 
 def table(out: Path) -> dict:

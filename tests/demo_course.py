@@ -1,0 +1,43 @@
+"""The fixture course the grading tests use (tests/fixtures/course, built by fixtures/make_course.py):
+two exercises, ``sft_loss`` (1 visible + 2 hidden points) and ``sequence_log_prob`` (1 + 1), and
+answers to put in a student's copy of its release."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import nbformat
+
+COURSE = Path(__file__).resolve().parent / "fixtures" / "course"
+SOURCE = COURSE / "solutions" / "demo" / "demo.ipynb"
+RELEASE = COURSE / "notebooks" / "demo" / "demo.ipynb"
+
+SFT_OK = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
+          "    return -(token_logps * m).sum() / m.sum()\n")
+SEQ_OK = "def sequence_log_prob(token_logps, mask):\n    return (token_logps * mask.to(token_logps.dtype)).sum(-1)\n"
+# the per-sequence mean: right on one row (visible test), wrong on two rows (hidden): 1 of 3 points
+SFT_PARTIAL = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
+               "    return (-(token_logps * m).sum(-1) / m.sum(-1)).mean()\n")
+
+
+def release_nb():
+    return nbformat.read(str(RELEASE), as_version=4)
+
+
+def with_answers(answers: dict, nb=None):
+    """A copy of the release (or of ``nb``) with the answer cells named in ``answers`` filled in."""
+    nb = copy.deepcopy(nb or release_nb())
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers and not cell.metadata["nbgrader"].get("grade"):
+            cell.source = answers[gid]
+    return nb
+
+
+def notebook(answers: dict, mutate=None) -> str:
+    """The text of a student's notebook with ``answers``; ``mutate(nb_dict)`` may change it further."""
+    nb = json.loads(nbformat.writes(with_answers(answers)))
+    if mutate:
+        mutate(nb)
+    return json.dumps(nb, indent=1)
