@@ -1,4 +1,4 @@
-"""Reference versions of the course's exercise functions (``shared/COURSE_CONTRACT.md``).
+"""Reference versions of the course's exercise functions (``COURSE_CONTRACT.md``).
 
 Later notebooks import the building blocks of earlier ones from here, so that a learner who is
 stuck in notebook 02 can still run notebook 05. A notebook's own exercise is always the learner's

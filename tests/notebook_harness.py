@@ -110,16 +110,18 @@ def setup_namespace(path, nb=None) -> dict:
     return dict(_SETUP_CACHE[key])
 
 
-def run_exercise(path, name: str, answer_source: str | None = None) -> list[CellResult]:
+def run_exercise(path, name: str, answer_source: str | None = None, overrides: dict | None = None) -> list[CellResult]:
     """Setup cells + the answer cell of ``name`` (or ``answer_source``) + its test cells.
 
-    Returns one result per test cell. A failing answer cell fails every test cell.
+    ``overrides``: names set in the namespace after the setup cells (tests/test_answer_key.py replaces
+    ``check_own_function`` there). Returns one result per test cell. A failing answer cell fails every test cell.
     """
     nb = load(path)
     ex = exercises(nb).get(name)
     if ex is None:
         raise KeyError(f"{path} has no answer cell for {name!r}")
     ns = setup_namespace(path, nb)
+    ns.update(overrides or {})
     try:
         run_source(ex.answer.source if answer_source is None else answer_source, ns, f"answer {name}")
     except Exception:  # noqa: BLE001 - a broken answer fails its tests

@@ -1,4 +1,9 @@
-"""The reference building blocks later notebooks reuse, against independent math (autograd, hand cases)."""
+"""The reference building blocks later notebooks reuse, against independent math (autograd, hand cases).
+
+tests/test_answer_key.py runs the notebooks' own test cells (visible and hidden) on the same functions,
+so the two agree with the notebooks; this file checks them against the math instead, from outside the
+notebooks, so that the reference and the notebooks' tests cannot drift together unnoticed.
+"""
 import math
 
 import pytest

@@ -98,6 +98,13 @@ def group_normalized_advantages(rewards, group_size, eps=1e-6):
     g = rewards.detach()[:n].reshape(-1, group_size)
     return ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + eps)).reshape(-1)
 '''),
+        ("NaN for groups of one sample (torch.std of one value)", '''
+def group_normalized_advantages(rewards, group_size, eps=1e-6):
+    if group_size < 1 or rewards.shape[0] % group_size:
+        raise ValueError("group size")
+    g = rewards.detach().reshape(-1, group_size)
+    return ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + eps)).reshape(-1)
+'''),
     ],
     "kl_k3": [
         ("sign flipped (x = logp - ref)", '''
