@@ -635,8 +635,6 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                 except (ValueError, TypeError):
                     pass
             todo.append((key, it))
-            if os.environ.get("RLCOURSE_GRADE_DEBUG"):
-                print("todo", key, it.student, file=sys.stderr)
         bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=quiet, file=sys.stderr)
 
         items_by_key = {_result_key(it, digests[(it.assignment, it.notebook)], opts): it for it in items}
