@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .cafe import annotator_score, review_prompts
-from .reference import answer_reward
+from .core import last_integer
 from .rollout import Rollout, sample_completions
 
 
@@ -23,6 +23,11 @@ def answer_rewards(texts: list[str], answers: list[int], device="cpu") -> torch.
     if len(texts) != len(answers):
         raise ValueError(f"{len(texts)} completions but {len(answers)} answers")
     return torch.tensor([answer_reward(t, a) for t, a in zip(texts, answers)], device=device)
+
+
+def answer_reward(completion: str, answer: int) -> float:
+    """1.0 when the completion's last integer is the answer, else 0.0 (the rule notebook 05 teaches)."""
+    return 1.0 if last_integer(completion) == int(answer) else 0.0
 
 
 def rollout_rewards(rollout: Rollout, reward_fn, *targets) -> torch.Tensor:

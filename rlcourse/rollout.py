@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .model import position_ids_from_mask
-from .reference import completion_mask as _completion_mask
-from .reference import token_log_probs as _token_log_probs
+from .core import gather_log_probs, through_first
 
 
 @dataclass
@@ -72,13 +71,13 @@ def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int
                          eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True, output_scores=return_scores)
     model.train(was_training)
     completion_ids = out.sequences[:, prompt_ids.shape[1]:]
-    mask = _completion_mask(completion_ids, tokenizer.eos_token_id)
+    mask = through_first(completion_ids, tokenizer.eos_token_id)
     texts = decode_completions(tokenizer, completion_ids, mask)
     rollout = Rollout(prompts, prompt_ids, prompt_mask, completion_ids, mask, texts)
     if not return_scores:
         return rollout
     scores = torch.stack(out.scores, dim=1)  # (B, T, V): logits / temperature, as sampled
-    return rollout, _token_log_probs(scores, completion_ids) * mask
+    return rollout, gather_log_probs(scores, completion_ids) * mask
 
 
 def decode_completions(tokenizer, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
@@ -100,7 +99,7 @@ def completion_logits(model, rollout: Rollout, temperature: float = 1.0) -> torc
 
 def completion_logps(model, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:
     """Per-token log-probs ``(B, T)`` of the completion under ``model`` (0 where masked out)."""
-    logps = _token_log_probs(completion_logits(model, rollout, temperature), rollout.completion_ids)
+    logps = gather_log_probs(completion_logits(model, rollout, temperature), rollout.completion_ids)
     return logps * rollout.completion_mask
 
 

@@ -114,3 +114,22 @@ def test_kl_penalized_rewards_and_preference_losses():
     assert R.dpo_loss(pc, pr, rc, rr, beta=0.5).item() == pytest.approx(math.log1p(math.exp(-0.5 * 2)))
     assert R.simpo_loss(pc, pr, torch.tensor([2.0]), torch.tensor([3.0])).item() == pytest.approx(
         math.log1p(math.exp(-(2 * -0.5 - 2 * -1 - 0.5))))
+
+
+def test_the_package_plumbing_does_not_import_the_answer_key():
+    """rlcourse.reference is the answer key: only notebooks (for earlier exercises) and tests import it."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "rlcourse"
+    for path in sorted(package.glob("*.py")):
+        if path.name == "reference.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{'.' * node.level}{node.module or ''}"] + [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            assert not any(n in (".reference", "rlcourse.reference", "reference") for n in names), \
+                f"{path.name} imports the answer key"
