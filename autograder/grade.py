@@ -436,6 +436,7 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
         tags.add("unsandboxed")
         notes.append("graded with --no-sandbox: the student's code ran without isolation")
     nb, hidden, roles = nbs.build(src, ex.answers)
+    load_seconds = max(10.0, opts.cell_timeout * 0.75)
     ws = Path(opts.tmp) / f"ws-{hashlib.sha256(f'{item.student}/{item.assignment}/{item.notebook}'.encode()).hexdigest()[:16]}"
     shutil.rmtree(ws, ignore_errors=True)
     try:
@@ -452,7 +453,10 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
             "cwd": str(ws), "prelude": nbs.prelude(src), "cells": ex.cells, "names": sorted(src.exercises),
             "hidden": hidden, "threads": opts.threads, "memory_gb": opts.memory_gb,
             "cpu_seconds": opts.cpu_seconds, "call_seconds": opts.call_seconds,
-            "cell_seconds": opts.call_seconds, "scratch_mb": 256, "uid": _worker(opts).uid}))
+            # the student's cells must have run before the first test cell's time limit: answer cells always
+            # run, the cells they added only within the load budget
+            "cell_seconds": min(opts.call_seconds, load_seconds), "load_seconds": load_seconds,
+            "scratch_mb": 256, "uid": _worker(opts).uid}))
         if not _worker(opts).run(ws, opts.timeout):
             tags |= {"timeout", "error"}
             notes.append(f"the notebook did not finish within {opts.timeout:g} s")

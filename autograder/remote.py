@@ -140,7 +140,8 @@ class StudentProcess:
         for f in (self.proc.stdin, self.proc.stdout):
             os.set_blocking(f.fileno(), False)
         self._send({"op": "load", "prelude": self.job["prelude"], "cells": self.job["cells"],
-                    "names": self.job["names"], "cell_seconds": self.job.get("cell_seconds", 60), "skip": self.skip},
+                    "names": self.job["names"], "cell_seconds": self.job.get("cell_seconds", 60),
+                    "load_seconds": self.job.get("load_seconds", 90), "skip": self.skip},
                    time.time() + 30)
         self.loaded = None
 

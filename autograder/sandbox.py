@@ -105,13 +105,16 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
             args += ["--ro-bind", etc, etc]
     if os.path.isdir("/sys/devices/system/cpu"):
         args += ["--ro-bind", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    # the scratch first: a Python environment that lives under /tmp (a clone there) is bound on top of it
+    args += ["--size", str(scratch_mb * 2**20), "--perms", "1777", "--tmpfs", "/tmp"]
     made = set()
     prefixes = sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.prefix), python.parent.parent})
     for prefix in prefixes:
         if str(prefix).startswith(("/usr/", "/bin/", "/lib/")):
             continue
         for parent in _parents(prefix):
-            if parent not in made and not any(parent.startswith(s + "/") or parent == s for s in ("/usr", "/lib", "/bin")):
+            if parent not in made and parent != "/tmp" and \
+                    not any(parent.startswith(s + "/") or parent == s for s in ("/usr", "/lib", "/bin")):
                 args += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
         args += ["--ro-bind", str(prefix), str(prefix)]
@@ -123,7 +126,6 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
         if any(str(prefix).startswith(str(h) + "/") for h in masked):
             args += ["--ro-bind", str(prefix), str(prefix)]
     args += ["--ro-bind", str(root), "/grader", "--proc", "/proc", "--dev", "/dev",
-             "--size", str(scratch_mb * 2**20), "--perms", "1777", "--tmpfs", "/tmp",
              "--size", str(64 * 2**20), "--perms", "1777", "--tmpfs", "/dev/shm",
              "--chdir", "/tmp", "--",
              "/usr/bin/setpriv", f"--reuid={int(uid)}", f"--regid={int(uid)}", "--clear-groups", "--bounding-set=-all",

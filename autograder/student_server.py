@@ -19,6 +19,7 @@ import ast
 import os
 import signal
 import sys
+import time
 import traceback
 
 import protocol as P
@@ -28,6 +29,26 @@ CALLS_KEPT = 64  # graphs of recent calls kept for backward
 
 class CellTimeout(Exception):
     pass
+
+
+class CappedOutput:
+    """The student's prints, kept up to a limit and then dropped (a chatty loop is no crime)."""
+
+    def __init__(self, stream, limit: int = 2 * 2**20):
+        self.stream, self.left = stream, limit
+
+    def write(self, text) -> int:
+        if self.left > 0:
+            piece = text[: self.left]
+            self.left -= len(piece)
+            self.stream.write(piece)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 def _alarm(signum, frame):
@@ -74,9 +95,13 @@ class Server:
                     pass
         errors = {}
         seconds = float(msg.get("cell_seconds", 60))
+        budget = time.time() + float(msg.get("load_seconds", 90))
         skip = set(msg.get("skip", []))
         for cell in msg.get("cells", []):
             if cell["id"] in skip:
+                continue
+            if cell.get("exercise") is None and time.time() > budget:  # answer cells always run
+                errors[str(cell["id"])] = ["Skipped", "the student's cells ran past their time budget"]
                 continue
             P.send(self.wfd, {"event": "cell", "id": cell["id"]})
             signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -166,7 +191,8 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(2, 1)
-    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stdout = CappedOutput(os.fdopen(1, "w", buffering=1, closefd=False))
+    sys.stderr = CappedOutput(os.fdopen(2, "w", buffering=1, closefd=False))
     signal.signal(signal.SIGALRM, _alarm)
     cache, mine = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpl"), os.environ.get("MPLCONFIGDIR")
     if mine and os.path.isdir(cache) and not os.path.exists(mine):
