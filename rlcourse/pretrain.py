@@ -69,36 +69,29 @@ def model_config(cfg: PretrainConfig, tokenizer):
                       pad_token_id=tokenizer.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 
 
-def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig, device=None):
-    """Next-token training on whole documents (each ending in EOS), one document per row, on ``device``
-    (default: CUDA when present, with bf16 autocast)."""
-    from transformers import GPT2LMHeadModel
-
-    from .model import get_device
-
-    device = get_device(device)
-    torch.manual_seed(cfg.seed)
-    model = GPT2LMHeadModel(model_config(cfg, tokenizer)).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"GPT-2 {cfg.n_layer} x {cfg.n_embd}: {n_params / 1e6:.2f}M parameters, on {device}")
+def train_on_documents(model, tokenizer, docs: list[str], steps: int, batch_size: int, lr: float, warmup: int = 100,
+                       weight_decay: float = 0.1, max_tokens: int = 128, seed: int = 0, desc: str = "pre-training"):
+    """Next-token training on whole documents (each ending in EOS, one per row) on the model's device,
+    with a warm-up and cosine learning rate; bf16 autocast on CUDA. Returns the losses."""
+    device = next(model.parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-    ids = [tokenizer(d)["input_ids"][: cfg.n_positions - 1] + [tokenizer.eos_token_id] for d in docs]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = [tokenizer(d)["input_ids"][: max_tokens - 1] + [tokenizer.eos_token_id] for d in docs]
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
-    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(seed)
     model.train()
-    start, losses = time.time(), []
-    bar = tqdm(range(cfg.steps), desc="pre-training", mininterval=5)
+    losses = []
+    bar = tqdm(range(steps), desc=desc, mininterval=5)
     for step in bar:
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        step_lr = lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in opt.param_groups:
-            group["lr"] = lr
-        rows = [ids[i] for i in torch.randint(len(ids), (cfg.batch_size,), generator=gen).tolist()]
+            group["lr"] = step_lr
+        rows = [ids[i] for i in torch.randint(len(ids), (batch_size,), generator=gen).tolist()]
         width = max(map(len, rows))
-        input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+        input_ids = torch.full((len(rows), width), pad)
         labels = torch.full((len(rows), width), -100)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         for r, row in enumerate(rows):
@@ -114,6 +107,24 @@ def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig, dev
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    model.eval()
+    return losses
+
+
+def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig, device=None):
+    """Pre-train a new GPT-2 of ``cfg``'s shape on ``docs`` on ``device`` (default: CUDA when present) and save it."""
+    from transformers import GPT2LMHeadModel
+
+    from .model import get_device
+
+    device = get_device(device)
+    torch.manual_seed(cfg.seed)
+    model = GPT2LMHeadModel(model_config(cfg, tokenizer)).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"GPT-2 {cfg.n_layer} x {cfg.n_embd}: {n_params / 1e6:.2f}M parameters, on {device}")
+    start = time.time()
+    losses = train_on_documents(model, tokenizer, docs, cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup,
+                                cfg.weight_decay, cfg.n_positions, cfg.seed)
     print(f"pre-training: {cfg.steps} steps in {time.time() - start:.0f} s, final loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
     model = model.cpu().eval()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -123,3 +134,18 @@ def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig, dev
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return model
+
+
+def warm_start(model, tokenizer, steps: int = 300, batch_size: int = 16, lr: float = 5e-5, seed: int = 0) -> list[float]:
+    """A Hub model's short warm start on the course's corpus, before the experiments.
+
+    Hub GPT-2 has never seen the course's worked answers ("... The answer is 4.") or its reviews, so on
+    the word problems every sampled answer is wrong and every GRPO group is dead. A few hundred
+    next-token steps on the same mix the tiny model was pre-trained on teach it the format; the
+    model is changed in place and left in eval mode (dropout stays as it was). Returns the losses.
+    """
+    from .build import pretraining_documents
+
+    docs = pretraining_documents(20 * batch_size * max(1, steps // 20), 10 * batch_size * max(1, steps // 20), seed)
+    return train_on_documents(model, tokenizer, docs, steps, batch_size, lr, warmup=max(1, steps // 10),
+                              seed=seed, desc="warm start")

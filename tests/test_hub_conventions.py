@@ -127,3 +127,30 @@ def test_first_dpo_step_starts_at_log_two(start):
     loss = dpo_loss(seq[chosen], seq[rejected], ref_seq[chosen], ref_seq[rejected], beta=0.1)
     assert loss.item() == torch.nn.functional.softplus(torch.tensor(0.0)).item(), "policy == reference: loss log 2"
     step(policy, loss)
+
+
+def test_warm_start_teaches_the_course_format_in_place(hub_like):
+    """rlcourse.pretrain.warm_start: a few next-token steps on the course's corpus, with the model's own
+    tokenizer (EOS as pad); the model changes in place, stays on its device and ends in eval mode."""
+    from rlcourse.pretrain import warm_start
+
+    from transformers import AutoModelForCausalLM
+
+    from rlcourse.model import without_dropout
+
+    trained, tok = load_policy(str(hub_like))
+    torch.manual_seed(0)
+    policy = without_dropout(AutoModelForCausalLM.from_config(trained.config)).eval()  # has never seen the course's text
+    before = [p.detach().clone() for p in policy.parameters()]
+    text = "Question: Ten students come to lecture. Half of them leave.\nAnswer: 10 / 2 = 5. The answer is 5."
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        loss_before = policy(input_ids=ids, labels=ids).loss.item()
+    losses = warm_start(policy, tok, steps=20, batch_size=8, lr=1e-3)
+    with torch.no_grad():
+        loss_after = policy(input_ids=ids, labels=ids).loss.item()
+    assert len(losses) == 20 and all(torch.isfinite(torch.tensor(losses)))
+    assert not policy.training
+    assert any(not torch.equal(b, p) for b, p in zip(before, policy.parameters()))
+    assert next(policy.parameters()).device == before[0].device
+    assert loss_after < loss_before, (loss_before, loss_after)
