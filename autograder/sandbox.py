@@ -74,6 +74,18 @@ def prepare_root(dest: Path) -> Path:
     return dest
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Whether another user can read ``path`` (every folder above it searchable, the file readable)."""
+    import stat
+
+    try:
+        if not path.stat().st_mode & stat.S_IROTH:
+            return False
+        return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents)
+    except OSError:
+        return False
+
+
 def _parents(path: Path) -> list[str]:
     return [str(p) for p in reversed(path.parents) if str(p) != "/"]
 
@@ -90,8 +102,10 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
            "USER": "student", "LOGNAME": "student"}
     if no_sandbox:  # no namespaces; as root, at least another user than the grader's
         env.update(PYTHONPATH=str(root), HOME=str(root.parent), MPLCONFIGDIR=str(root.parent / ".mpl"))
+        reachable = all(_reachable_by_others(p) for p in (python.resolve(), root / "student_server.py"))
         drop = ["/usr/bin/setpriv", f"--reuid={int(uid)}", f"--regid={int(uid)}", "--clear-groups",
-                "--inh-caps=-all", "--no-new-privs"] if os.geteuid() == 0 and os.path.exists("/usr/bin/setpriv") else []
+                "--inh-caps=-all", "--no-new-privs"] \
+            if os.geteuid() == 0 and os.path.exists("/usr/bin/setpriv") and reachable else []
         return drop + [str(python), str(root / "student_server.py")], env
     args = [bwrap_path(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--clearenv"]

@@ -231,3 +231,11 @@ def test_without_the_sandbox_tool_the_grader_refuses_and_says_how_to_install_it(
     message = str(exc.value)
     assert "bubblewrap" in message and "apt-get install bubblewrap" in message and "--no-sandbox" in message
     assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+def test_no_sandbox_grades_the_same_and_every_row_says_so(tmp_path):
+    rows = grade(_class(tmp_path / "class", 2), tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}",
+                 workers=2, quiet=True, nbgrader_dir=tmp_path / "nb", call_seconds=10, no_sandbox=True)
+    assert {r["student"]: (r["total"], r["status"]) for r in rows} == {"s0": ("3", "unsandboxed"),
+                                                                       "s1": ("5", "unsandboxed")}
+    assert all("without isolation" in r["notes"] for r in rows)
