@@ -455,7 +455,7 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
             "cpu_seconds": opts.cpu_seconds, "call_seconds": opts.call_seconds,
             # the student's cells must have run before the first test cell's time limit: answer cells always
             # run, the cells they added only within the load budget
-            "cell_seconds": min(opts.call_seconds, load_seconds), "load_seconds": load_seconds,
+            "cell_seconds": min(opts.call_seconds, load_seconds / 3), "load_seconds": load_seconds,
             "scratch_mb": 256, "uid": _worker(opts).uid}))
         if not _worker(opts).run(ws, opts.timeout):
             tags |= {"timeout", "error"}
@@ -481,6 +481,8 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
                 tags.add("crashed")
             elif kind == "memory":
                 tags.add("memory")
+            elif kind == "error":
+                tags.add("error")
             elif kind == "protocol":
                 tags.add("tampering")
                 if what in points:

@@ -164,31 +164,21 @@ class StudentProcess:
         """Wait until the student's cells have run; a cell that hangs is skipped (the process restarts)."""
         if self.loaded is not None:
             return self.loaded
-        limit = self.job.get("cell_seconds", 60) + 30
+        limit = self.job.get("cell_seconds", 60) + 10  # the server's own alarm stops a cell first
         ready = False
         current_cell = None
         while True:
             try:
                 msg = self._receive(time.time() + (limit if ready else 120))
-            except StudentTimeout:
-                if current_cell is None or current_cell in self.skip:
-                    self.event("error", "the student's process did not start")
+            except (StudentTimeout, StudentCrashed, StudentProtocolError) as exc:
+                hung = isinstance(exc, StudentTimeout)
+                if current_cell is None or current_cell in self.skip:  # not even the set-up ran
+                    self.event("error", f"the student's process did not start or stopped before their cells: {exc}")
                     self.loaded = {"names": {}, "errors": {}}
                     return self.loaded
-                self.skip.append(current_cell)
-                self.event("cell_timeout", f"cell {current_cell} of the student's notebook did not finish: skipped",
-                           exercise="")
-                self.start()
-                ready, current_cell = False, None
-                continue
-            except (StudentCrashed, StudentProtocolError) as exc:
-                if current_cell is None or current_cell in self.skip:
-                    self.event("crashed", f"the student's process stopped before running their cells: {exc}")
-                    self.loaded = {"names": {}, "errors": {}}
-                    return self.loaded
-                self.skip.append(current_cell)
-                self.event("crashed", f"cell {current_cell} of the student's notebook stopped the process: skipped",
-                           exercise="")
+                self.skip.append(current_cell)  # run the rest without the cell that hung or crashed
+                self.event("cell_timeout" if hung else "crashed", f"cell {current_cell} of the student's notebook "
+                           f"{'did not finish' if hung else 'stopped the process'}: skipped", exercise="")
                 self.start()
                 ready, current_cell = False, None
                 continue
