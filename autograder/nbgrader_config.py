@@ -7,8 +7,8 @@ notebooks/<assignment>/<assignment>.ipynb  (release: generated, never edited by 
 workspace per submission; everything else below is what grading really runs with.
 Key names were checked against nbgrader 0.9.6: ``Execute`` (nbgrader's subclass of nbconvert's
 ExecutePreprocessor) redeclares ``timeout`` with its own default of 30 s, so the timeout must be set
-on ``Execute``; ``LimitOutput`` caps lines (not bytes: the kernel guard caps bytes, see
-autograder/guard.py).
+on ``Execute``; ``LimitOutput`` caps lines. The student's own prints never reach the kernel: they
+stay in the sandboxed process's log, capped there (autograder/student_server.py).
 """
 import os
 
@@ -31,6 +31,6 @@ c.Execute.raise_on_iopub_timeout = False
 c.Execute.execute_retries = 0
 c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
 
-# --- output limits (lines per cell; bytes are capped inside the kernel by the guard) ---
+# --- output limits (lines per cell of the course's own test cells) ---
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60

@@ -21,8 +21,8 @@ import torch
 
 _REFERENCE_MODULES = ("rlcourse.reference", "rlcourse")
 
-# The mode lives in a dict that is never rebound, so the attribute ``_MODE`` keeps its identity
-# while the mode changes (the grader's guard watches this module's attributes for replacement).
+# The mode lives in a dict that is changed in place, never rebound: whoever imported ``_MODE`` sees
+# the current mode.
 _MODE = {"hidden": False}
 
 

@@ -89,7 +89,7 @@ def make_class(root: Path) -> dict[str, str]:
         "readhidden": "import glob\ntext = open(glob.glob('**/*.ipynb', recursive=True)[0]).read()\n" + wrong_sft,
         "gradebook": "import sqlite3\nsqlite3.connect('gradebook.db').execute('update grade set auto_score=99')\n" + wrong_sft,
         "solutions": "import os\nopen(os.path.join(os.environ.get('HOME', '/'), 'x.txt'), 'w')\n" + wrong_sft,
-        # evades the static scan (the attribute is set on a local name): the kernel guard catches it
+        # patches torch.Tensor inside the function: only the sandbox's own torch is patched
         "insidefn": "import torch\ndef sft_loss(token_logps, mask):\n    m = torch.Tensor\n"
                     "    m.any = lambda self, *a, **k: torch.tensor(False)\n    return torch.tensor(0.0)\n",
         "builtins": "def sft_loss(token_logps, mask):\n    return 0\nisinstance = lambda *a: True\n",

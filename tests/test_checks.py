@@ -171,4 +171,4 @@ def test_set_hidden_returns_the_previous_mode():
         assert "7.75" not in _message(C.check_close, torch.tensor([1.0]), torch.tensor([7.75]), "x")
     finally:
         assert C.set_hidden(False) is True
-    assert C._MODE is mode, "the mode must change in place (the grader's guard watches the module's attributes)"
+    assert C._MODE is mode, "the mode must change in place (the dict is never rebound)"
