@@ -38,3 +38,18 @@ def kernel_manager_config() -> dict:
     if zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names():
         return {"KernelManager": {"transport_encryption": "auto"}}
     return {"KernelManager": {"transport": "ipc"}} if os.name == "posix" else {}
+
+
+class Report:
+    """Prints a notebook's summary figures as ``[result] <notebook>_<metric> = <value>`` lines.
+
+    The benchmarks collect these lines (``benchmarks/notebooks.py``, ``benchmarks/gpu_check.sh``).
+    ``report = Report("05_grpo")`` in the setup cell, then ``report("heldout_accuracy_after", acc)``.
+    """
+
+    def __init__(self, notebook: str):
+        self.notebook = notebook
+
+    def __call__(self, metric: str, value, fmt: str = ".3f") -> None:
+        shown = format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        print(f"[result] {self.notebook}_{metric} = {shown}")
