@@ -34,3 +34,11 @@ def last_integer(text: str) -> int | None:
     """The last integer (``-?\\d+``) in a text, or None."""
     numbers = _INTEGER.findall(text)
     return int(numbers[-1]) if numbers else None
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / std over the positions where ``mask`` is 1 (population std); 0 where it is 0."""
+    mask = mask.to(x.dtype)
+    mean = (x * mask).sum() / mask.sum()
+    var = (((x - mean) * mask) ** 2).sum() / mask.sum()
+    return (x - mean) / (var.sqrt() + eps) * mask

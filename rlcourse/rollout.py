@@ -163,3 +163,10 @@ def preference_pairs(rankings: list[str], group_size: int, to_pairs, device,
             chosen.append(g * group_size + labels.index(winner))
             rejected.append(g * group_size + labels.index(loser))
     return row_index(chosen, device), row_index(rejected, device)
+
+
+def map_chunks(fn, rollout: Rollout, chunk_size: int = 256) -> torch.Tensor:
+    """``torch.cat`` of ``fn(subset(rollout, rows))`` over consecutive chunks of ``chunk_size`` rows:
+    scores or log-probs of a large rollout, a chunk at a time (memory stays bounded)."""
+    return torch.cat([fn(subset(rollout, range(start, min(start + chunk_size, len(rollout)))))
+                      for start in range(0, len(rollout), chunk_size)])

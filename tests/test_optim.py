@@ -33,3 +33,30 @@ def test_report_prints_prefixed_result_lines(capsys):
         "[result] 05_grpo_gain_points = 12.3",
         "[result] 05_grpo_label = text",
     ]
+
+
+def test_masked_whiten_matches_hand_computed_statistics():
+    from rlcourse.core import masked_whiten
+
+    x = torch.tensor([[1.0, 3.0, 100.0], [5.0, 7.0, -50.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]])
+    # real values 1, 3, 5, 7: mean 4, population variance (9 + 1 + 1 + 9) / 4 = 5
+    expected = torch.tensor([[-3.0, -1.0, 0.0], [1.0, 3.0, 0.0]]) / math.sqrt(5.0)
+    assert torch.allclose(masked_whiten(x, mask), expected, atol=1e-6)
+
+
+def test_map_chunks_equals_one_pass_over_the_whole_rollout():
+    from rlcourse.model import load_tokenizer
+    from rlcourse.rollout import batch_from_texts, map_chunks
+
+    tok = load_tokenizer("tiny")
+    completions = [" good", " a very long review of the cafe", " ok", " matcha is lovely", " no"]
+    batch = batch_from_texts(tok, ["The cafe:"] * 5, completions)
+    calls = []
+
+    def lengths(rollout):
+        calls.append(len(rollout))
+        return rollout.completion_mask.sum(-1)
+
+    assert map_chunks(lengths, batch, chunk_size=2).tolist() == batch.completion_mask.sum(-1).tolist()
+    assert calls == [2, 2, 1]
