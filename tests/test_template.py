@@ -139,3 +139,15 @@ def test_the_benchmark_prints_each_notebooks_budget():
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert re.search(r"wall time [\d.]+ s, (within|OVER) the reduced-mode budget of \d+ s", out.stdout), out.stdout
+
+
+YOUR_CODE_LINE = "**Your code and course code.**"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=ids(PATHS))
+def test_the_line_between_your_code_and_course_code(path):
+    """The opening cell says which cells are the learner's, in the same words in every notebook."""
+    nb = load(path)
+    openings = {load(p).cells[0].source.split(YOUR_CODE_LINE, 1)[-1] for p in PATHS}
+    assert YOUR_CODE_LINE in nb.cells[0].source and len(openings) == 1, \
+        f"{path.stem}: the opening cell ends with the same 'Your code and course code' paragraph as the others"
