@@ -184,6 +184,26 @@ def group_normalized_advantages(rewards, group_size, eps=1e-6):
     return ((groups - groups.mean(dim=1, keepdim=True)) / (std + eps)).reshape(-1)
 
 
+
+def rloo_advantages(rewards, group_size):
+    """r_i minus the mean of the other G - 1 rewards of its group (consecutive groups); G >= 2."""
+    if group_size < 2 or rewards.shape[0] % group_size:
+        raise ValueError(f"group_size {group_size} must be at least 2 and divide the batch of {rewards.shape[0]}")
+    groups = rewards.detach().reshape(-1, group_size)
+    return (groups - (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)).reshape(-1)
+
+
+def pass_at_k(n, c, k):
+    """1 - C(n-c, k) / C(n, k), as 1 - prod_{i=n-c+1}^{n} (1 - k/i); 1.0 when n - c < k."""
+    if min(n, c, k) < 0 or k > n or c > n:
+        raise ValueError(f"need 0 <= c <= n and 0 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    none_correct = 1.0
+    for i in range(n - c + 1, n + 1):
+        none_correct *= 1.0 - k / i
+    return float(1.0 - none_correct)
+
 def kl_k3(logps, ref_logps):
     """exp(x) - x - 1 with x = ref - logp: expm1(x) - x, and its Taylor series where |x| is tiny."""
     _same_shape(logps=logps, ref_logps=ref_logps)

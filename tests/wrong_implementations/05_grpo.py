@@ -207,4 +207,84 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, clip_eps=0.2, beta=
     return -((s * m).sum(1) / m.sum(1)).mean()
 '''),
     ],
+    "rloo_advantages": [
+        ("the group mean, own reward included", '''
+def rloo_advantages(rewards, group_size):
+    if group_size < 2 or rewards.shape[0] % group_size:
+        raise ValueError(group_size)
+    groups = rewards.detach().reshape(-1, group_size)
+    return (groups - groups.mean(dim=1, keepdim=True)).reshape(-1)
+'''),
+        ("the others' sum divided by G instead of G - 1", '''
+def rloo_advantages(rewards, group_size):
+    if group_size < 2 or rewards.shape[0] % group_size:
+        raise ValueError(group_size)
+    groups = rewards.detach().reshape(-1, group_size)
+    return (groups - (groups.sum(dim=1, keepdim=True) - groups) / group_size).reshape(-1)
+'''),
+        ("strided groups (every G-th row)", '''
+def rloo_advantages(rewards, group_size):
+    if group_size < 2 or rewards.shape[0] % group_size:
+        raise ValueError(group_size)
+    groups = rewards.detach().reshape(group_size, -1)
+    others = (groups.sum(dim=0, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).reshape(-1)
+'''),
+        ("no ValueError for groups of one (division by zero)", '''
+def rloo_advantages(rewards, group_size):
+    if rewards.shape[0] % group_size:
+        raise ValueError(group_size)
+    groups = rewards.detach().reshape(-1, group_size)
+    return (groups - (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)).reshape(-1)
+'''),
+        ("not detached", '''
+def rloo_advantages(rewards, group_size):
+    if group_size < 2 or rewards.shape[0] % group_size:
+        raise ValueError(group_size)
+    groups = rewards.reshape(-1, group_size)
+    return (groups - (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)).reshape(-1)
+'''),
+    ],
+    "pass_at_k": [
+        ("the biased 1 - (1 - c/n)^k", '''
+def pass_at_k(n, c, k):
+    if min(n, c, k) < 0 or k > n or c > n:
+        raise ValueError((n, c, k))
+    return float(1 - (1 - c / n) ** k)
+'''),
+        ("factorials in floats (overflow for n = 1000)", '''
+def pass_at_k(n, c, k):
+    import math
+    if min(n, c, k) < 0 or k > n or c > n:
+        raise ValueError((n, c, k))
+    if n - c < k:
+        return 1.0
+    f = lambda m: float(math.factorial(m))
+    return 1.0 - (f(n - c) / (f(k) * f(n - c - k))) / (f(n) / (f(k) * f(n - k)))
+'''),
+        ("wrong and right swapped: 1 - C(c, k) / C(n, k)", '''
+def pass_at_k(n, c, k):
+    import math
+    if min(n, c, k) < 0 or k > n or c > n:
+        raise ValueError((n, c, k))
+    return float(1 - math.comb(c, k) / math.comb(n, k))
+'''),
+        ("no ValueError when k > n", '''
+def pass_at_k(n, c, k):
+    if n - c < k:
+        return 1.0
+    none_correct = 1.0
+    for i in range(n - c + 1, n + 1):
+        none_correct *= 1.0 - k / i
+    return float(1.0 - none_correct)
+'''),
+        ("returns an exact Fraction, not a float", '''
+def pass_at_k(n, c, k):
+    from fractions import Fraction
+    from math import comb
+    if min(n, c, k) < 0 or k > n or c > n:
+        raise ValueError((n, c, k))
+    return 1 - Fraction(comb(n - c, k), comb(n, k))
+'''),
+    ],
 }
