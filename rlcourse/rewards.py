@@ -72,3 +72,24 @@ def mean_review_score(model, tokenizer, n: int = 256, temperature: float = 1.0, 
     """The annotator's mean score of ``n`` sampled reviews."""
     rollout = sample_completions(model, tokenizer, review_prompts(n, seed), max_new_tokens, temperature)
     return rollout_rewards(rollout, annotator_score).mean().item()
+
+
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..n of a 1-D tensor, ties sharing the mean of their ranks (float64)."""
+    x = x.detach().double().cpu()
+    order = torch.argsort(x, stable=True)
+    ranks = torch.empty_like(x)
+    ranks[order] = torch.arange(1, len(x) + 1, dtype=x.dtype)
+    for value in torch.unique(x):
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman's rank correlation of two equal-length sequences (Pearson on average ranks; ties allowed).
+    Scale-free: any increasing transform of either side leaves it unchanged."""
+    ra, rb = average_ranks(torch.as_tensor(a)), average_ranks(torch.as_tensor(b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = (ra.norm() * rb.norm()).item()
+    return float((ra @ rb).item() / denominator) if denominator > 0 else 0.0

@@ -60,3 +60,15 @@ def test_map_chunks_equals_one_pass_over_the_whole_rollout():
 
     assert map_chunks(lengths, batch, chunk_size=2).tolist() == batch.completion_mask.sum(-1).tolist()
     assert calls == [2, 2, 1]
+
+
+def test_rank_correlation_against_hand_computed_cases():
+    from rlcourse.rewards import average_ranks, rank_correlation
+
+    assert average_ranks(torch.tensor([10.0, 30.0, 20.0, 30.0])).tolist() == [1.0, 3.5, 2.0, 3.5]
+    assert math.isclose(rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]), 1.0)
+    assert math.isclose(rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]), -1.0)
+    assert math.isclose(rank_correlation([1.0, 2.0, 3.0], [torch.e ** 1, torch.e ** 5, torch.e ** 9]), 1.0)  # scale-free
+    # ranks (1, 2, 3, 4) against (2, 1, 4, 3): Pearson = 1 - 6 * sum d^2 / (n (n^2 - 1)) = 1 - 6 * 4 / 60 = 0.6
+    assert math.isclose(rank_correlation([1, 2, 3, 4], [2, 1, 4, 3]), 0.6)
+    assert rank_correlation([1, 1, 1], [1, 2, 3]) == 0.0   # no variation on one side
