@@ -82,3 +82,32 @@ def load(path: Path | str = CONTRACT_FILE) -> dict[str, list[Exercise]]:
 def section_id(assignment: str) -> str:
     """``"05_grpo"`` -> ``"05"``: a notebook's assignment id starts with its section's number."""
     return assignment[:2]
+
+
+# Points per exercise, by difficulty (issue 11: "points follow difficulty"). The shared contract page has
+# no points column, so they live here; tests/test_contract.py keeps every notebook's test cells equal to
+# them. Each exercise's points are split over its test cells, the hidden cell getting the larger half
+# (``split_points``).
+POINTS = {
+    # 00, 01: one line of torch each, the first-EOS mask needs a thought
+    "sft_loss": 2, "token_log_probs": 2, "completion_mask": 3, "sequence_log_prob": 2,
+    # 02, 03
+    "exact_policy_gradient": 3, "score_function_gradient": 3, "rewards_to_go": 3, "reinforce_loss": 2,
+    "value_loss": 2, "compute_advantages": 2, "actor_critic_loss": 2, "gae_advantages": 4,
+    # 04
+    "ranking_to_pairs": 2, "reward_model_loss": 2, "ppo_clip_loss": 4, "kl_penalized_rewards": 3,
+    # 05
+    "training_memory_gb": 2, "answer_reward": 2, "group_normalized_advantages": 3, "rloo_advantages": 2,
+    "kl_k3": 3, "grpo_loss": 5, "pass_at_k": 3,
+    # 06
+    "dpo_loss": 3, "simpo_loss": 3,
+    # 07
+    "action_mask": 2, "abstain_reward": 2, "abstain_threshold": 2,
+}
+
+
+def split_points(total: int, n_cells: int) -> list[int]:
+    """``total`` points over ``n_cells`` test cells in notebook order (visible first): as even as integers
+    allow, the later (hidden) cells getting the remainder: 5 over 2 cells -> [2, 3]."""
+    base, extra = divmod(total, n_cells)
+    return [base + (1 if i >= n_cells - extra else 0) for i in range(n_cells)]

@@ -147,3 +147,22 @@ def test_readme_points_to_the_contract_in_the_repository():
     readme = (H.ROOT / "README.md").read_text()
     assert "`COURSE_CONTRACT.md`" in readme and "beside the repository" not in readme
     assert contract.CONTRACT_FILE.is_file()
+
+
+def test_points_follow_the_difficulty_table():
+    """Every exercise's test cells carry contract.POINTS[name], split as contract.split_points says."""
+    assert contract.split_points(5, 2) == [2, 3] and contract.split_points(2, 2) == [1, 1]
+    assert contract.split_points(4, 3) == [1, 1, 2]
+    every = {e.name for rows in SECTIONS.values() for e in rows}
+    assert set(contract.POINTS) == every, f"POINTS and the contract differ: {set(contract.POINTS) ^ every}"
+    for assignment in IDS:
+        nb = H.load(H.notebook_path(assignment))
+        cells = {}
+        for cell in nb.cells:
+            meta = H.nbgrader_meta(cell)
+            if meta.get("grade"):
+                name = re.sub(r"_hidden\d*$", "", meta["grade_id"][len("test_"):])
+                cells.setdefault(name, []).append(meta.get("points"))
+        for name, points in cells.items():
+            assert points == contract.split_points(contract.POINTS[name], len(points)), \
+                f"{assignment}: {name}'s test cells carry {points} points; contract.POINTS says {contract.POINTS[name]}"
