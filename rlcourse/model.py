@@ -8,6 +8,12 @@ Every policy comes with its dropout off (Hub GPT-2 has 0.1): in RL the policy th
 and the policy being trained must compute the same log-probs, so that at the first PPO or GRPO step
 the ratio is exactly 1 and the KL to the reference exactly 0. ``load_policy(..., dropout=True)``
 keeps the model's own dropout.
+
+GPT-2's activation, ``gelu_new`` (the tanh approximation of GELU), is computed by torch's fused
+kernel (``FusedGELUTanh``, ``fuse_activations``): transformers spells it out in six element-wise
+passes over the MLP's activations forward and more backward, a tenth of a training step's time on
+one CPU core and more on a busy machine. The same function: activations differ by rounding only (at
+most ~5e-7), the tiny model's log-probs by a few 1e-6; the sampler and the learner use the same kernel.
 """
 from __future__ import annotations
 
@@ -119,11 +125,31 @@ def without_dropout(model):
     return model
 
 
+class FusedGELUTanh(torch.nn.Module):
+    """``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` (GPT-2's ``gelu_new``) in one fused torch kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.gelu(x, approximate="tanh")
+
+
+def fuse_activations(model):
+    """Swap transformers' element-wise ``gelu_new`` modules for ``FusedGELUTanh`` (same function); returns the model."""
+    from transformers.activations import NewGELUActivation
+
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is NewGELUActivation:
+                setattr(module, name, FusedGELUTanh())
+    if getattr(model.config, "activation_function", None) == "gelu_new":
+        model.config.activation_function = "gelu_pytorch_tanh"  # transformers' name for the fused kernel
+    return model
+
+
 def load_policy(name: str = "tiny", device: str | torch.device | None = None, dropout: bool = False):
     """``(model, tokenizer)`` for a policy name: ``"tiny"`` (default), a Hub id, or a local folder.
 
     The model is on ``device`` (default: CUDA when present), in eval mode, with its dropout off
-    unless ``dropout=True`` (see the module's docstring).
+    unless ``dropout=True`` and its activation computed by one fused kernel (see the module's docstring).
     """
     from transformers import AutoModelForCausalLM
 
@@ -138,6 +164,7 @@ def load_policy(name: str = "tiny", device: str | torch.device | None = None, dr
         raise
     if not dropout:
         without_dropout(model)
+    fuse_activations(model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(get_device(device)).eval(), tokenizer
 

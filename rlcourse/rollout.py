@@ -89,12 +89,18 @@ def decode_completions(tokenizer, completion_ids: torch.Tensor, mask: torch.Tens
 
 
 def completion_logits(model, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:
-    """Logits ``(B, T, V)`` aligned with the completion: ``logits[:, t]`` produced ``completion_ids[:, t]``."""
+    """Logits ``(B, T, V)`` aligned with the completion: ``logits[:, t]`` produced ``completion_ids[:, t]``.
+
+    The transformer reads every position, but only the ``T`` positions that predict a completion
+    token (``P - 1 ... P + T - 2``) go through the LM head (``logits_to_keep``): the same numbers as
+    slicing a full forward's logits, without computing (and back-propagating through) the prompt's.
+    """
     input_ids, attention_mask = rollout.input_ids, rollout.attention_mask
-    logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                   position_ids=position_ids_from_mask(attention_mask)).logits
-    P = rollout.prompt_ids.shape[1]
-    return logits[:, P - 1:-1] / temperature
+    P, T = rollout.prompt_ids.shape[1], rollout.completion_ids.shape[1]
+    predicting = torch.arange(P - 1, P - 1 + T, device=input_ids.device)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
+                   use_cache=False, logits_to_keep=predicting).logits
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def completion_logps(model, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:

@@ -21,7 +21,8 @@ META = torch.device("meta")
 
 
 class StandInLM(torch.nn.Module):
-    """Embedding + linear head, called like a causal LM: ``(input_ids, attention_mask, position_ids)``."""
+    """Embedding + linear head, called like a transformers causal LM: ``(input_ids, attention_mask, position_ids)``,
+    ``use_cache``, and ``logits_to_keep`` (an int keeps the last positions, a tensor the positions it lists)."""
 
     def __init__(self, vocab=16, width=8, device=None, dtype=None):
         super().__init__()
@@ -29,11 +30,17 @@ class StandInLM(torch.nn.Module):
         self.embed = torch.nn.Embedding(vocab, width, device=device, dtype=dtype)
         self.out = torch.nn.Linear(width, vocab, device=device, dtype=dtype)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, output_hidden_states=False):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, output_hidden_states=False, use_cache=None,
+                logits_to_keep=0):
         hidden = self.embed(input_ids)
         if position_ids is not None:
             assert position_ids.device == input_ids.device, "position_ids made on another device"
-        return SimpleNamespace(logits=self.out(hidden), hidden_states=(hidden,))
+        if isinstance(logits_to_keep, torch.Tensor):
+            assert logits_to_keep.device == input_ids.device, "logits_to_keep made on another device"
+            kept = hidden[:, logits_to_keep]
+        else:
+            kept = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
+        return SimpleNamespace(logits=self.out(kept), hidden_states=(hidden,))
 
 
 def rollout_on(device, B=4, P=3, T=5) -> Rollout:

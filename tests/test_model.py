@@ -95,3 +95,19 @@ def test_set_threads_takes_the_graders_share(monkeypatch):
         assert torch.get_num_threads() == max(1, os.cpu_count() or 1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_load_policy_computes_gelu_new_with_the_fused_kernel():
+    """load_policy swaps transformers' element-wise gelu_new for torch's fused kernel: the same function."""
+    from transformers.activations import NewGELUActivation
+
+    m, _ = course_model.load_policy("tiny")
+    acts = [mod for mod in m.modules() if isinstance(mod, (NewGELUActivation, course_model.FusedGELUTanh))]
+    assert len(acts) == m.config.n_layer and all(isinstance(a, course_model.FusedGELUTanh) for a in acts)
+    assert m.config.activation_function == "gelu_pytorch_tanh"
+    x = (torch.randn(4096, dtype=torch.float64) * 4).requires_grad_(True)
+    fused, spelled_out = course_model.FusedGELUTanh()(x), NewGELUActivation()(x)
+    assert torch.allclose(fused, spelled_out, atol=1e-12, rtol=0)  # in float64: the same formula
+    (g_fused,) = torch.autograd.grad(fused.sum(), x)
+    (g_spelled_out,) = torch.autograd.grad(spelled_out.sum(), x)
+    assert torch.allclose(g_fused, g_spelled_out, atol=1e-12, rtol=0)

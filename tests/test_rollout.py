@@ -1,9 +1,12 @@
 """Rollouts: training log-probs equal the sampler's own, on a left-padded batch."""
+import copy
+
 import pytest
 import torch
 
+from rlcourse.core import gather_log_probs
 from rlcourse.model import load_policy, position_ids_from_mask, seed_everything
-from rlcourse.rollout import batch_from_texts, completion_logps, sample_completions
+from rlcourse.rollout import batch_from_texts, completion_logits, completion_logps, sample_completions
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +71,58 @@ def test_batch_from_texts_scores_given_completions(policy):
             alone = completion_logps(model, single)[0]
         n = int(batch.completion_mask[i].sum())
         assert torch.allclose(logps[i, :n], alone[:n], atol=1e-5)
+
+
+def _stock_model():
+    """The shipped tiny GPT-2 as plain transformers loads it: transformers' own element-wise ``gelu_new``."""
+    from transformers import AutoModelForCausalLM
+
+    from rlcourse.model import resolve_model, without_dropout
+    return without_dropout(AutoModelForCausalLM.from_pretrained(resolve_model("tiny"))).eval()
+
+
+def _full_forward_logits(model, rollout):
+    """The plain way: logits at every position of a full forward, sliced to the completion afterwards."""
+    mask = rollout.attention_mask
+    logits = model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
+    P = rollout.prompt_ids.shape[1]
+    return logits[:, P - 1:-1]
+
+
+def test_completion_logits_equal_a_plain_full_forward_on_a_left_padded_batch(policy):
+    """The LM head runs on completion positions only, and load_policy's fused GELU: the same numbers to 1e-5."""
+    model, tok = policy
+    stock = _stock_model()
+    seed_everything(2)
+    rollout = sample_completions(model, tok, PROMPTS, max_new_tokens=20, num_samples=3)
+    assert (rollout.prompt_mask == 0).any(), "the batch must really be left-padded"
+    ids, mask = rollout.completion_ids, rollout.completion_mask
+    with torch.no_grad():
+        fast = completion_logits(model, rollout)
+        same_model_full = _full_forward_logits(model, rollout)
+        plain = _full_forward_logits(stock, rollout)
+        fast_logps, plain_logps = completion_logps(model, rollout), gather_log_probs(plain, ids) * mask
+        hot = completion_logits(model, rollout, temperature=0.7)
+    assert fast.shape == plain.shape == (len(rollout), ids.shape[1], model.config.vocab_size)
+    assert torch.allclose(fast, same_model_full, atol=1e-6, rtol=0)  # slicing before or after the LM head
+    assert (fast - plain).abs().max().item() < 1e-5
+    assert (fast_logps - plain_logps).abs().max().item() < 1e-5
+    assert torch.allclose(hot, fast / 0.7, atol=1e-6, rtol=0)
+
+
+def test_completion_logits_gradients_equal_a_plain_full_forward(policy):
+    model, tok = policy
+    stock = _stock_model()
+    seed_everything(3)
+    rollout = sample_completions(model, tok, PROMPTS, max_new_tokens=12, num_samples=2)
+    grads = []
+    for m, logits_of in [(copy.deepcopy(model), completion_logits), (stock, _full_forward_logits)]:
+        m.train()
+        logps = gather_log_probs(logits_of(m, rollout), rollout.completion_ids)
+        (logps * rollout.completion_mask).sum().backward()
+        grads.append({name: p.grad for name, p in m.named_parameters()})
+    fast, plain = grads
+    assert fast.keys() == plain.keys()
+    for name in fast:
+        scale = plain[name].abs().max().item()
+        assert (fast[name] - plain[name]).abs().max().item() <= 1e-4 * max(scale, 1.0), name
