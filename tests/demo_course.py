@@ -9,9 +9,11 @@ from pathlib import Path
 
 import nbformat
 
+from rlcourse.layout import release_notebook, source_notebook
+
 COURSE = Path(__file__).resolve().parent / "fixtures" / "course"
-SOURCE = COURSE / "solutions" / "demo" / "demo.ipynb"
-RELEASE = COURSE / "notebooks" / "demo" / "demo.ipynb"
+SOURCE = source_notebook("demo", COURSE)
+RELEASE = release_notebook("demo", COURSE)
 
 SFT_OK = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
           "    return -(token_logps * m).sum() / m.sum()\n")
