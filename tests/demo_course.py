@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sqlite3
 from pathlib import Path
 
 import nbformat
@@ -35,6 +36,14 @@ def with_answers(answers: dict, nb=None):
         if gid in answers and not cell.metadata["nbgrader"].get("grade"):
             cell.source = answers[gid]
     return nb
+
+
+def gradebook_scores(con: sqlite3.Connection) -> dict[str, float]:
+    """Student id -> the sum of its autograded scores, read from an nbgrader gradebook (sqlite)."""
+    return dict(con.execute(
+        "select student.id, sum(grade.auto_score) from grade join submitted_notebook on grade.notebook_id = "
+        "submitted_notebook.id join submitted_assignment on submitted_notebook.assignment_id = "
+        "submitted_assignment.id join student on submitted_assignment.student_id = student.id group by student.id"))
 
 
 def notebook(answers: dict, mutate=None) -> str:
