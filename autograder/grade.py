@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import csv
+import functools
 import hashlib
 import html
 import json
@@ -24,7 +25,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unicodedata
@@ -32,12 +32,13 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rlcourse import layout
+
 from . import notebooks as nbs
 from . import sandbox
 
 REPO = Path(__file__).resolve().parent.parent
 GRADER_VERSION = "2"  # part of every result's key: results of another grader version are not reused
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 STATUS_ORDER = ["ok", "not_attempted", "missing", "empty", "invalid_json", "too_large", "corrupt", "renamed",
                 "outdated", "duplicate_ids", "tests_edited", "timeout", "memory", "crashed", "tampering",
                 "unsandboxed", "error"]
@@ -49,7 +50,7 @@ IGNORED_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 # ----------------------------------------------------------------------------- nbgrader set-up
 def _nbgrader_course(course_root: Path, work: Path) -> Path:
     """A throwaway nbgrader course with the source notebooks (never touches the repository)."""
-    shutil.copytree(course_root / "solutions", work / "source",
+    shutil.copytree(course_root / layout.SOURCE_DIR, work / "source",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     return work
 
@@ -62,11 +63,22 @@ def generate(course_root: Path, work: Path, db_url: str) -> Path:
 
     root = work if (work / "source").exists() else _nbgrader_course(course_root, work)
     api = NbGraderAPI(config=nbgrader_config(root, db_url))
-    for folder in sorted((root / "source").glob("*/")):
-        res = api.generate_assignment(folder.name)
+    for assignment in layout.assignment_ids(course_root):
+        res = api.generate_assignment(assignment)
         if not res.get("success"):
-            raise RuntimeError(f"nbgrader generate_assignment {folder.name} failed:\n{res.get('error')}")
+            raise RuntimeError(f"nbgrader generate_assignment {assignment} failed:\n{res.get('error')}")
     return root
+
+
+@functools.cache
+def course_id() -> str:
+    """The gradebook's course id (``CourseDirectory.course_id`` in autograder/nbgrader_config.py)."""
+    return layout.load_nbgrader_config().CourseDirectory.course_id
+
+
+def cell_timeout_default() -> int:
+    """Seconds per test cell unless ``--cell-timeout`` says otherwise (``Execute.timeout`` in the config)."""
+    return int(layout.load_nbgrader_config().Execute.timeout)
 
 
 def gradebook_matches(db_url: str, course) -> bool:
@@ -74,7 +86,7 @@ def gradebook_matches(db_url: str, course) -> bool:
     from nbgrader.api import Gradebook, MissingEntry
 
     try:
-        with Gradebook(db_url, "rl-for-llms") as gb:
+        with Gradebook(db_url, course_id()) as gb:
             for a, sources in course.items():
                 for src in sources:
                     nb = gb.find_notebook(src.name, a)
@@ -108,16 +120,6 @@ def prepare_gradebooks(course_root: Path, course, db_url: str, state: Path, tmp:
         work.mkdir(parents=True, exist_ok=True)
         generate(course_root, work, db_url)
     return template
-
-
-def release(course_root: Path, out_dir: Path) -> None:
-    """Write the student release of ``course_root/solutions`` to ``out_dir`` (nbgrader's release step)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = generate(course_root, Path(tmp), f"sqlite:///{tmp}/gradebook.db")
-        for nb in (root / "release").glob("*/*.ipynb"):
-            dest = out_dir / nb.parent.name / nb.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(nb, dest)
 
 
 # ----------------------------------------------------------------------------- collecting submissions
@@ -584,12 +586,13 @@ def _hash_tree(path: Path) -> str:
 
 # ----------------------------------------------------------------------------- the batch
 def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | None = None, workers: int = 2,
-          timeout: float = 900, cell_timeout: int = 120, memory_gb: float = 4.0, keep: bool = False,
+          timeout: float = 900, cell_timeout: int | None = None, memory_gb: float = 4.0, keep: bool = False,
           quiet: bool = False, cache: bool = True, no_sandbox: bool = False, nbgrader_dir: Path | None = None,
           call_seconds: float = 60, cpu_seconds: int = 600, fresh: bool = False) -> list[dict]:
     from tqdm import tqdm
 
     submissions, out, course_root = Path(submissions).resolve(), Path(out).resolve(), Path(course_root).resolve()
+    layout.interpreter_on_path()  # nbgrader's Gradebook runs `alembic` when it creates a database
     if not submissions.exists():
         raise SystemExit(f"{submissions}: no such file or folder")
     if not no_sandbox:
@@ -615,8 +618,9 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     shutil.rmtree(tmp, ignore_errors=True)  # what a killed run left behind
     tmp.mkdir(parents=True)
     results_dir.mkdir(parents=True, exist_ok=True)
-    opts = argparse.Namespace(timeout=timeout, cell_timeout=cell_timeout, memory_gb=memory_gb, keep=keep, tmp=tmp,
-                              cache=cache, no_sandbox=no_sandbox, call_seconds=call_seconds, cpu_seconds=cpu_seconds,
+    opts = argparse.Namespace(timeout=timeout, cell_timeout=cell_timeout or cell_timeout_default(),
+                              memory_gb=memory_gb, keep=keep, tmp=tmp, cache=cache, no_sandbox=no_sandbox,
+                              call_seconds=call_seconds, cpu_seconds=cpu_seconds,
                               threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
                               stubs={k: release_answers(course_root, s) for k, s in sources.items()})
     _CACHE.clear()
@@ -625,7 +629,7 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
         opts.template_db = prepare_gradebooks(course_root, course, db_url, state, tmp)
         opts.sandbox_root = sandbox.prepare_root(tmp / "sandbox")
         items = collect(submissions, course, tmp)
-        guarded = {"solutions": (course_root / "solutions", _hash_tree(course_root / "solutions"))}
+        guarded = {"solutions": (course_root / layout.SOURCE_DIR, _hash_tree(course_root / layout.SOURCE_DIR))}
         if submissions.is_dir():
             guarded["submissions"] = (submissions, _hash_tree(submissions))
         t0 = time.time()
@@ -651,7 +655,7 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                 if _hash_tree(path) != digest:
                     outcome.tags = sorted(set(outcome.tags) | {"error"})
                     outcome.notes.append(f"{what} changed while this notebook ran: check the grading machine")
-            record(db_url, "rl-for-llms", outcome, src)
+            record(db_url, course_id(), outcome, src)
             _publish(outcome, out, nbgrader_dir, items_by_key[key].data)
             _write_atomic(results_dir / f"{key}.json", json.dumps(asdict(outcome)))
             outcomes[key] = outcome
@@ -677,7 +681,7 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
         for key, outcome in outcomes.items():  # results of an earlier, interrupted run: same records
             if not (results_dir / f"{key}.json").exists():
                 continue
-            record(db_url, "rl-for-llms", outcome, sources[(outcome.assignment, outcome.notebook)])
+            record(db_url, course_id(), outcome, sources[(outcome.assignment, outcome.notebook)])
             _publish(outcome, out, nbgrader_dir, items_by_key[key].data)
         rows = _write_csv(out, sorted(outcomes.values(), key=lambda o: (o.student, o.assignment, o.notebook)), sources)
         if not quiet:
@@ -741,7 +745,8 @@ def main(argv=None) -> int:
     p.add_argument("--nbgrader-dir", type=Path, default=None,
                    help="nbgrader course folder for autograded/ and the default gradebook (default: the course root)")
     p.add_argument("--timeout", type=float, default=900, help="wall-clock seconds per notebook run")
-    p.add_argument("--cell-timeout", type=int, default=120, help="seconds per test cell (Execute.timeout)")
+    p.add_argument("--cell-timeout", type=int, default=None,
+                   help="seconds per test cell (default: Execute.timeout in autograder/nbgrader_config.py)")
     p.add_argument("--call-timeout", type=float, default=60, help="seconds per call of a student's function")
     p.add_argument("--memory-gb", type=float, default=4.0, help="address-space limit of the student's process")
     p.add_argument("--cpu-seconds", type=int, default=600, help="CPU-time limit of the student's process")

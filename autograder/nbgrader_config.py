@@ -12,19 +12,21 @@ stay in the sandboxed process's log, capped there (autograder/student_server.py)
 """
 import os
 
+from rlcourse.layout import STUB
+
 c = get_config()  # noqa: F821 - provided by nbgrader
 
 c.CourseDirectory.root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 c.CourseDirectory.course_id = "rl-for-llms"
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.code_stub = {"python": STUB}  # the release names it after the exercise (rlcourse/layout.py)
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Never enable ClearMetadataPreprocessor here: generate_assignment does not use it, and nbgrader's
 # autograde runs it before SaveAutoGrades, so it would strip the grade metadata (every test scores 0).
 
 # --- execution under grading (NBGRADER_EXECUTION=autograde turns on rlcourse's reduced mode) ---
-c.Execute.timeout = int(os.environ.get("RLCOURSE_CELL_TIMEOUT", "120"))  # seconds per cell
+c.Execute.timeout = 120                  # seconds per cell (the grader's --cell-timeout default)
 c.Execute.startup_timeout = 120          # kernel start (torch import on a busy machine)
 c.Execute.interrupt_on_timeout = True    # interrupt a cell that never ends, then go on
 c.Execute.raise_on_iopub_timeout = False

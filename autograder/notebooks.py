@@ -22,26 +22,15 @@ from pathlib import Path
 
 import nbformat
 
+from rlcourse import layout
+from rlcourse.layout import STUB, is_answer_cell as is_answer, setup_indices
+from rlcourse.layout import cell_source as source_text, nbgrader_meta as nbmeta
 
-STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 HIDDEN_BLOCK = re.compile(r"^([ \t]*)### BEGIN HIDDEN TESTS[^\n]*\n(.*?)^[ \t]*### END HIDDEN TESTS[^\n]*(?:\n|$)", re.S | re.M)
 MAX_NOTEBOOK_BYTES = 50_000_000
 MAX_ANSWER_CHARS = 100_000
 MAX_STUDENT_CELLS = 300
-
-
-def source_text(cell) -> str:
-    src = cell.get("source", "") if isinstance(cell, dict) else ""
-    if isinstance(src, list):
-        return "".join(s for s in src if isinstance(s, str))
-    return src if isinstance(src, str) else ""
-
-
-def nbmeta(cell) -> dict:
-    meta = cell.get("metadata") if isinstance(cell, dict) else None
-    nb = meta.get("nbgrader") if isinstance(meta, dict) else None
-    return nb if isinstance(nb, dict) else {}
 
 
 @dataclass
@@ -67,34 +56,14 @@ class SourceNotebook:
 
 def load_source(assignment: str, path: Path) -> SourceNotebook:
     nb = nbformat.read(str(path), as_version=4)
-    exercises: dict[str, Exercise] = {}
-    test_owner: dict[str, str] = {}
-    last = None
+    exercises = {nbmeta(c)["grade_id"]: Exercise(nbmeta(c)["grade_id"]) for c in nb.cells if is_answer(c)}
+    test_owner = layout.test_owners(nb.cells, str(path))
     for cell in nb.cells:
-        meta = nbmeta(cell)
-        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
-            last = meta["grade_id"]
-            exercises[last] = Exercise(last)
-    for cell in nb.cells:
-        meta = nbmeta(cell)
-        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
-            last = meta["grade_id"]
-        elif meta.get("grade") and cell.cell_type == "code":
-            gid = meta["grade_id"]
-            owners = [n for n in exercises if gid == f"test_{n}" or gid.startswith(f"test_{n}_")]
-            owner = max(owners, key=len) if owners else last
-            if owner is None:
-                raise ValueError(f"{path}: test cell {gid} belongs to no exercise")
-            test_owner[gid] = owner
-            exercises[owner].tests.append(gid)
-            exercises[owner].points += float(meta.get("points", 0))
+        if layout.is_test_cell(cell):
+            gid = nbmeta(cell)["grade_id"]
+            exercises[test_owner[gid]].tests.append(gid)
+            exercises[test_owner[gid]].points += float(nbmeta(cell).get("points", 0))
     return SourceNotebook(assignment, path.stem, path, nb, exercises, test_owner)
-
-
-def is_answer(cell) -> bool:
-    m = nbmeta(cell)
-    return cell.get("cell_type") == "code" and bool(m.get("solution")) and not m.get("grade") \
-        and isinstance(m.get("grade_id"), str)
 
 
 def parse(source: str) -> ast.Module:
@@ -108,13 +77,9 @@ _AST_LOCK = threading.Lock()
 
 
 def load_course(course_root: Path) -> dict[str, list[SourceNotebook]]:
-    """assignment id -> its source notebooks (solutions/<assignment>/*.ipynb)."""
-    course = {}
-    for folder in sorted((course_root / "solutions").glob("*/")):
-        notebooks = [load_source(folder.name, p) for p in sorted(folder.glob("*.ipynb"))]
-        if notebooks:
-            course[folder.name] = notebooks
-    return course
+    """assignment id -> its source notebooks (solutions/<assignment>/*.ipynb; ``layout.assignment_ids``)."""
+    folders = [layout.source_notebook(a, course_root).parent for a in layout.assignment_ids(course_root)]
+    return {folder.name: [load_source(folder.name, p) for p in sorted(folder.glob("*.ipynb"))] for folder in folders}
 
 
 # ----------------------------------------------------------------------------- student side
@@ -267,10 +232,6 @@ def render_math(markdown: str) -> str:
     return "".join(part if i % 2 else _MATH.sub(one, part) for i, part in enumerate(parts))
 
 
-def is_setup(cell) -> bool:
-    return cell.get("cell_type") == "code" and "setup" in (cell.get("metadata", {}).get("tags") or [])
-
-
 def build(src: SourceNotebook, answers: dict[str, str]):
     """The notebook the grader's kernel executes, the hidden test code, and what each cell is.
 
@@ -315,16 +276,6 @@ def build(src: SourceNotebook, answers: dict[str, str]):
     nb.cells = cells
     nb.nbformat, nb.nbformat_minor = 4, 4
     return nb, hidden, roles
-
-
-def setup_indices(cells) -> set[int]:
-    """The setup cells: tagged ``setup`` (CONTRIBUTING.md); in a notebook with no tags, the code cells
-    before the first answer cell."""
-    tagged = {i for i, c in enumerate(cells) if is_setup(c)}
-    if tagged:
-        return tagged
-    first_answer = next((i for i, c in enumerate(cells) if is_answer(c)), len(cells))
-    return {i for i, c in enumerate(cells[:first_answer]) if c.get("cell_type") == "code" and not nbmeta(c).get("grade")}
 
 
 def prelude(src: SourceNotebook) -> list[str]:

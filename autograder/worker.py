@@ -18,15 +18,14 @@ import os
 import sys
 from pathlib import Path
 
-CONFIG_FILE = Path(__file__).with_name("nbgrader_config.py")
-# nbgrader shells out to `alembic` and `jupyter`: use the ones of this interpreter
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+from rlcourse import layout
 
 
 def nbgrader_config(root: Path, db_url: str, cell_timeout: int | None = None):
-    from traitlets.config.loader import PyFileConfigLoader
-
-    cfg = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
+    """The course's nbgrader configuration for a grading workspace ``root`` (and this interpreter's
+    ``alembic`` and ``jupyter`` first on PATH, for nbgrader to run)."""
+    layout.interpreter_on_path()
+    cfg = layout.load_nbgrader_config()
     cfg.CourseDirectory.root = str(root)
     cfg.CourseDirectory.source_directory = "source"
     cfg.CourseDirectory.release_directory = "release"

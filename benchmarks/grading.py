@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from autograder.grade import DEFAULT_WORKERS, REPO, grade  # noqa: E402
+from rlcourse.layout import assignment_ids, source_notebook  # noqa: E402
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     a = p.parse_args()
     root = a.course_root.resolve()
-    sources = sorted((root / "solutions").glob("*/*.ipynb"))
+    sources = [source_notebook(aid, root) for aid in assignment_ids(root)]
     if not sources:
         raise SystemExit(f"no notebooks under {root / 'solutions'}")
     with tempfile.TemporaryDirectory() as tmp:

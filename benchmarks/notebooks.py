@@ -23,7 +23,9 @@ from nbclient import NotebookClient
 from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from rlcourse.config import kernel_manager_config  # noqa: E402 - CurveZMQ keys: no TCP warning from the kernel
+from rlcourse.layout import assignment_ids, source_notebook  # noqa: E402
 RESULT = re.compile(r"^\[result\]\s+(\S+)\s*=\s*(.+?)\s*$", re.MULTILINE)
 BUDGET_S = {"full": 300, "reduced": 60}  # notebooks 00-03 (issue targets)
 BUDGET_S_LATE = {"full": 600, "reduced": 90}  # notebooks 04-06: PPO/RLHF, GRPO, DPO
@@ -32,11 +34,6 @@ COURSE_BUDGET_S = 480  # every notebook in full mode, one after another, on a qu
 
 def budget(notebook_id: str, mode: str) -> int:
     return (BUDGET_S_LATE if notebook_id[:2] >= "04" else BUDGET_S)[mode]
-
-
-def assignment_ids() -> list[str]:
-    source = ROOT / "solutions"
-    return sorted(p.name for p in source.iterdir() if (p / f"{p.name}.ipynb").is_file())
 
 
 def results_of(nb) -> dict[str, str]:
@@ -50,13 +47,14 @@ def results_of(nb) -> dict[str, str]:
 
 
 def run(assignment: str, reduced: bool, save: Path | None) -> tuple[float, dict[str, str], str | None]:
-    nb = nbformat.read(str(ROOT / "solutions" / assignment / f"{assignment}.ipynb"), as_version=4)
+    path = source_notebook(assignment)
+    nb = nbformat.read(str(path), as_version=4)
     os.environ["RLCOURSE_REDUCED"] = "1" if reduced else "0"  # the kernel inherits the environment
     error = None
     start = time.perf_counter()
     try:
         NotebookClient(nb, timeout=1800, kernel_name="python3", config=Config(kernel_manager_config()),
-                       resources={"metadata": {"path": str(ROOT / "solutions" / assignment)}}).execute()
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
     except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     elapsed = time.perf_counter() - start

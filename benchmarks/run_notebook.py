@@ -8,17 +8,16 @@
 Needs only what the course package needs (torch, transformers, tokenizers, safetensors, numpy,
 matplotlib, tqdm): no Jupyter, nbformat, nbclient or nbgrader. A notebook is read as JSON and its
 code cells are executed in order in one namespace, like a kernel would (lines starting with ``%``
-or ``!`` are skipped; the course's cells have none). Each notebook runs in a fresh Python process,
-with the notebook's folder as working directory, ``MPLBACKEND=Agg`` and ``RLCOURSE_REDUCED=0``
-(``--reduced``: 1). The repository root goes on ``PYTHONPATH`` so that ``rlcourse`` imports
-without installing it. ``--model NAME`` replaces ``MODEL_NAME = "tiny"`` in the config cells (a check
+or ``!`` become comments, ``rlcourse.layout.code_cells``; the course's cells have none). Each
+notebook runs in a fresh Python process, with the notebook's folder as working directory,
+``MPLBACKEND=Agg`` and ``RLCOURSE_REDUCED=0`` (``--reduced``: 1). The repository root goes on
+``PYTHONPATH`` (and ``sys.path``) so that ``rlcourse`` imports without installing it. ``--model NAME`` replaces ``MODEL_NAME = "tiny"`` in the config cells (a check
 of the code path: the notebooks' learning rates are set for the tiny model). The exit status is 1
 when any notebook fails (its traceback is printed).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -28,14 +27,11 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS = ROOT / "solutions"
+sys.path.insert(0, str(ROOT))
+from rlcourse.layout import assignment_ids, code_cells as notebook_code, read_json, source_notebook  # noqa: E402
+
 RESULT = re.compile(r"^\[result\]\s+\S+\s*=")
-MAGIC = re.compile(r"^\s*[%!]")
 MODEL_LINE = re.compile(r'^MODEL_NAME = "tiny"', re.MULTILINE)
-
-
-def assignment_ids() -> list[str]:
-    return sorted(p.name for p in SOLUTIONS.iterdir() if (p / f"{p.name}.ipynb").is_file())
 
 
 def notebook_file(name: str) -> Path:
@@ -43,19 +39,12 @@ def notebook_file(name: str) -> Path:
     path = Path(name)
     if path.suffix == ".ipynb":
         return path.resolve()
-    return SOLUTIONS / name / f"{name}.ipynb"
+    return source_notebook(name)
 
 
 def code_cells(path: Path) -> list[str]:
-    """The source of every code cell, in order, without IPython magics and shell escapes."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    cells = []
-    for cell in nb["cells"]:
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-        cells.append("\n".join(line for line in source.splitlines() if not MAGIC.match(line)))
-    return cells
+    """The source of every code cell, in order, with IPython magics and shell escapes made comments."""
+    return [source for _, source in notebook_code(read_json(path))]
 
 
 def device_name() -> str:

@@ -15,6 +15,8 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from rlcourse.layout import assignment_ids  # noqa: E402
 SHARED = ("autograder", "rlcourse", "data", "pyproject.toml", "README.md", "nbgrader_config.py",
           "scripts/constraints.txt")
 
@@ -26,8 +28,8 @@ def tracked(root: Path) -> list[str]:
 
 
 def build(assignment: str, dest: Path, course_root: Path = REPO) -> Path:
-    if not (course_root / "solutions" / assignment).is_dir():
-        known = ", ".join(sorted(p.name for p in (course_root / "solutions").glob("*/")))
+    if assignment not in assignment_ids(course_root):
+        known = ", ".join(assignment_ids(course_root))
         raise SystemExit(f"no assignment {assignment!r} in {course_root / 'solutions'} (there are: {known})")
     files = [f for f in tracked(REPO) if f.split("/")[0] in SHARED or f in SHARED]
     files = [f for f in files if not f.startswith(("autograder/gradescope/",)) and (REPO / f).is_file()]

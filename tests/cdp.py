@@ -11,7 +11,6 @@ real input events (``Input.dispatchMouseEvent``, ``Input.dispatchKeyEvent``). Ne
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess

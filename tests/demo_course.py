@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import copy
 import json
+import sqlite3
 from pathlib import Path
 
 import nbformat
 
+from rlcourse.layout import release_notebook, source_notebook
+
 COURSE = Path(__file__).resolve().parent / "fixtures" / "course"
-SOURCE = COURSE / "solutions" / "demo" / "demo.ipynb"
-RELEASE = COURSE / "notebooks" / "demo" / "demo.ipynb"
+SOURCE = source_notebook("demo", COURSE)
+RELEASE = release_notebook("demo", COURSE)
 
 SFT_OK = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
           "    return -(token_logps * m).sum() / m.sum()\n")
@@ -33,6 +36,14 @@ def with_answers(answers: dict, nb=None):
         if gid in answers and not cell.metadata["nbgrader"].get("grade"):
             cell.source = answers[gid]
     return nb
+
+
+def gradebook_scores(con: sqlite3.Connection) -> dict[str, float]:
+    """Student id -> the sum of its autograded scores, read from an nbgrader gradebook (sqlite)."""
+    return dict(con.execute(
+        "select student.id, sum(grade.auto_score) from grade join submitted_notebook on grade.notebook_id = "
+        "submitted_notebook.id join submitted_assignment on submitted_notebook.assignment_id = "
+        "submitted_assignment.id join student on submitted_assignment.student_id = student.id group by student.id"))
 
 
 def notebook(answers: dict, mutate=None) -> str:

@@ -2,47 +2,29 @@
 
 A notebook follows CONTRIBUTING.md: cells tagged ``setup`` (the Colab cell, imports and config);
 per exercise an answer cell whose nbgrader ``grade_id`` is the function's name (``solution: true``)
-and test cells whose ``grade_id`` starts with ``test_<name>``. Those cells hold plain Python (no
-``%``/``!`` magics), so we run them with ``exec`` in a fresh namespace: no kernel, no IPython.
+and test cells whose ``grade_id`` starts with ``test_<name>`` (the rules are rlcourse/layout.py's, as the
+grader's are). Those cells hold plain Python (no ``%``/``!`` magics), so we run them with ``exec`` in a
+fresh namespace: no kernel, no IPython.
 The Colab cell only installs when ``google.colab`` imports, so here it is a no-op.
 """
 from __future__ import annotations
 
-import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS = ROOT / "solutions"
-RELEASE = ROOT / "notebooks"
-_MAGIC = re.compile(r"^\s*[%!]", re.MULTILINE)
+from rlcourse.layout import REPO_ROOT as ROOT, assignment_ids, is_answer_cell, is_setup_cell as is_setup  # noqa: F401 - H.ROOT, H.assignment_ids
+from rlcourse.layout import MAGIC, nbgrader_meta, release_notebook, source_notebook, test_owners
 
 
 def notebook_path(assignment: str, release: bool = False) -> Path:
-    return (RELEASE if release else SOLUTIONS) / assignment / f"{assignment}.ipynb"
-
-
-def assignment_ids() -> list[str]:
-    return sorted(p.name for p in SOLUTIONS.iterdir() if (p / f"{p.name}.ipynb").is_file()) if SOLUTIONS.is_dir() else []
+    return (release_notebook if release else source_notebook)(assignment)
 
 
 def load(path) -> nbformat.NotebookNode:
     return nbformat.read(str(path), as_version=4)
-
-
-def nbgrader_meta(cell) -> dict:
-    return dict(cell.get("metadata", {}).get("nbgrader", {}) or {})
-
-
-def tags(cell) -> list[str]:
-    return list(cell.get("metadata", {}).get("tags", []) or [])
-
-
-def is_setup(cell) -> bool:
-    return cell.cell_type == "code" and "setup" in tags(cell)
 
 
 @dataclass
@@ -61,24 +43,18 @@ def setup_cells(nb) -> list:
 
 
 def exercises(nb) -> dict[str, Exercise]:
-    """Answer cells (solution, grade_id = function name) with the test cells named after them."""
-    found: dict[str, Exercise] = {}
+    """Answer cells (solution, grade_id = function name) with their test cells (``layout.test_owners``)."""
+    found = {nbgrader_meta(c)["grade_id"]: Exercise(nbgrader_meta(c)["grade_id"], c) for c in nb.cells if is_answer_cell(c)}
+    owners = test_owners(nb.cells)
     for cell in nb.cells:
-        meta = nbgrader_meta(cell)
-        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
-            found[meta["grade_id"]] = Exercise(meta["grade_id"], cell)
-    for cell in nb.cells:
-        meta = nbgrader_meta(cell)
-        gid = meta.get("grade_id", "")
-        if cell.cell_type == "code" and meta.get("grade") and gid.startswith("test_"):
-            owners = [n for n in found if gid == f"test_{n}" or gid.startswith(f"test_{n}_")]
-            if owners:  # the longest name wins (test_value_loss_hidden belongs to value_loss)
-                found[max(owners, key=len)].tests.append(cell)
+        gid = nbgrader_meta(cell).get("grade_id")
+        if gid in owners and nbgrader_meta(cell).get("grade"):
+            found[owners[gid]].tests.append(cell)
     return found
 
 
 def check_no_magics(source: str, where: str) -> None:
-    if _MAGIC.search(source):
+    if MAGIC.search(source):
         raise ValueError(f"{where} uses an IPython magic or shell escape; harness cells must be plain Python")
 
 

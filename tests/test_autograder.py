@@ -18,7 +18,7 @@ import pytest
 
 from autograder.grade import grade
 
-from demo_course import COURSE, RELEASE, SEQ_OK, SFT_OK, SFT_PARTIAL, SOURCE, with_answers  # noqa: E402
+from demo_course import COURSE, RELEASE, SEQ_OK, SFT_OK, SFT_PARTIAL, SOURCE, gradebook_scores, with_answers  # noqa: E402
 
 
 def dump(nb) -> str:
@@ -161,11 +161,7 @@ def test_every_row(graded):
 
 def test_gradebook_and_feedback(graded):
     root, out, rows = graded
-    con = sqlite3.connect(root / "gradebook.db")
-    scores = dict(con.execute(
-        "select student.id, sum(grade.auto_score) from grade join submitted_notebook on grade.notebook_id = "
-        "submitted_notebook.id join submitted_assignment on submitted_notebook.assignment_id = "
-        "submitted_assignment.id join student on submitted_assignment.student_id = student.id group by student.id"))
+    scores = gradebook_scores(sqlite3.connect(root / "gradebook.db"))
     assert scores == {s: float(e[2]) for s, e in EXPECTED.items()}
     for student in EXPECTED:
         page = (out / "feedback" / student / "demo" / "demo.html").read_text()

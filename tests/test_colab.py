@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from rlcourse.layout import source_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "solutions" / "00_why_rl" / "00_why_rl.ipynb"
+NOTEBOOK = source_notebook("00_why_rl")
 
 DRIVER = r'''
 import json, os, sys

@@ -13,7 +13,6 @@ fixture course (tests/fixtures/course: ``sft_loss`` 1 visible + 2 hidden points,
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import html
 import json
@@ -34,38 +33,23 @@ import torch
 from autograder import notebooks as nbs
 from autograder import remote, sandbox
 from autograder.grade import grade
+from demo_course import COURSE, SEQ_OK, SFT_OK, SOURCE, gradebook_scores, with_answers
 
 REPO = Path(__file__).resolve().parent.parent
-COURSE = Path(__file__).resolve().parent / "fixtures" / "course"
-SOURCE = COURSE / "solutions" / "demo" / "demo.ipynb"
-RELEASE = COURSE / "notebooks" / "demo" / "demo.ipynb"
 SITE = Path(sysconfig.get_paths()["purelib"])
 NOBODY = 65534
 MARK = f"rltrust{uuid.uuid4().hex[:10]}"  # names every file/process an attack tries to leave behind
 
-SFT_OK = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
-          "    return -(token_logps * m).sum() / m.sum()\n")
-SEQ_OK = "def sequence_log_prob(token_logps, mask):\n    return (token_logps * mask.to(token_logps.dtype)).sum(-1)\n"
 SFT_WRONG = "def sft_loss(token_logps, mask):\n    return torch.zeros((), dtype=token_logps.dtype)\n"
 
 pytestmark = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap (bwrap) is not installed")
 
 
 # ----------------------------------------------------------------------------- notebooks
-def release_nb():
-    return nbformat.read(str(RELEASE), as_version=4)
-
-
 def student_nb(sft: str = SFT_OK, seq: str = SEQ_OK, added: tuple = ()):
     """The release with both answer cells filled in; ``added``: (grade id of the cell to insert
     before, or None for the end, source) for code cells the student added (no nbgrader metadata)."""
-    nb = copy.deepcopy(release_nb())
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid == "sft_loss":
-            cell.source = sft
-        elif gid == "sequence_log_prob":
-            cell.source = seq
+    nb = with_answers({"sft_loss": sft, "sequence_log_prob": seq})
     for before, source in added:
         cell = nbformat.v4.new_code_cell(source)
         if before is None:
@@ -819,10 +803,7 @@ def test_nothing_left_behind(batch):
 def test_gradebook_untouched_by_students(batch):
     con = sqlite3.connect(batch["gradebook"])
     try:
-        scores = dict(con.execute(
-            "select student.id, sum(grade.auto_score) from grade join submitted_notebook on grade.notebook_id = "
-            "submitted_notebook.id join submitted_assignment on submitted_notebook.assignment_id = "
-            "submitted_assignment.id join student on submitted_assignment.student_id = student.id group by student.id"))
+        scores = gradebook_scores(con)
         top = con.execute("select max(auto_score) from grade").fetchone()[0]
     finally:
         con.close()

@@ -57,10 +57,9 @@ def _comparable(nb) -> list:
 
 
 def test_release_is_in_sync(tmp_path):
-    sys.path.insert(0, str(H.ROOT / "scripts"))
-    import release
+    from rlcourse.layout import release_notebooks
 
-    release.release(IDS, tmp_path)
+    release_notebooks(IDS, tmp_path)
     for assignment in IDS:
         committed = H.notebook_path(assignment, release=True)
         assert committed.is_file(), f"{committed} is missing: run python scripts/release.py"
@@ -155,21 +154,20 @@ def test_release_stamps_the_repository_url():
     """scripts/release.py puts rlcourse.config.REPO_URL into every badge and Colab cell (a fork sets its own)."""
     import copy
 
-    sys.path.insert(0, str(H.ROOT / "scripts"))
-    import release
+    from rlcourse import layout
     from rlcourse.config import REPO_URL
 
     nb = H.load(H.notebook_path(IDS[0]))
     as_json = {"cells": [{"cell_type": c.cell_type, "source": c.source} for c in nb.cells]}
-    assert not release.stamp_repo_url(copy.deepcopy(as_json), REPO_URL), "the committed notebook is not stamped"
+    assert not layout.stamp_repo_url(copy.deepcopy(as_json), REPO_URL), "the committed notebook is not stamped"
     fork = copy.deepcopy(as_json)
-    assert release.stamp_repo_url(fork, "https://github.com/someone/fork")
+    assert layout.stamp_repo_url(fork, "https://github.com/someone/fork")
     assert "colab.research.google.com/github/someone/fork/blob/main/notebooks/" in "".join(fork["cells"][0]["source"])
     colab = "".join(next(c for c in fork["cells"] if c["cell_type"] == "code")["source"])
     assert '"https://github.com/someone/fork")' in colab and REPO_URL not in colab
-    assert not release.stamp_repo_url(fork, "https://github.com/someone/fork"), "stamping twice changes nothing"
+    assert not layout.stamp_repo_url(fork, "https://github.com/someone/fork"), "stamping twice changes nothing"
     with pytest.raises(ValueError):
-        release.stamp_repo_url(fork, "https://example.org/not-github")
+        layout.stamp_repo_url(fork, "https://example.org/not-github")
 
 
 @pytest.mark.parametrize("assignment", IDS)

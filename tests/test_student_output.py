@@ -12,16 +12,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import notebook_harness as H  # noqa: E402
 
-sys.path.insert(0, str(H.ROOT / "scripts"))
-import release  # noqa: E402
-
+from rlcourse import layout  # noqa: E402
 from rlcourse.checks import ExerciseMissing, needs_your_code  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- the release
 def test_stub_names_its_exercise_and_keeps_your_code_here():
     stub = 'def f(x):\n    """doc"""\n    # YOUR CODE HERE\n    raise NotImplementedError()'
-    named = release.name_stubs(stub, "sft_loss")
+    named = layout.name_stubs(stub, "sft_loss")
     assert "    # YOUR CODE HERE\n" in named
     assert named.endswith('    raise NotImplementedError("sft_loss: replace this line with your code '
                           '(between the docstring and the end of the cell)")')
@@ -37,8 +35,8 @@ def test_release_stubs_are_named_and_metadata_is_what_jupyter_writes(assignment)
 
     for path in (H.notebook_path(assignment), H.notebook_path(assignment, release=True)):
         meta = json.loads(path.read_text())["metadata"]
-        assert meta["kernelspec"] == release.KERNELSPEC, f"{path}: kernelspec should be {release.KERNELSPEC}"
-        assert meta["language_info"] == release.LANGUAGE_INFO, path
+        assert meta["kernelspec"] == layout.KERNELSPEC, f"{path}: kernelspec should be {layout.KERNELSPEC}"
+        assert meta["language_info"] == layout.LANGUAGE_INFO, path
     nb = H.load(H.notebook_path(assignment, release=True))
     for name, ex in H.exercises(nb).items():
         assert "# YOUR CODE HERE" in ex.answer.source
@@ -52,10 +50,10 @@ def test_release_writes_the_kernelspec_whatever_the_source_says(tmp_path):
     nb.metadata["language_info"] = {"name": "python"}
     path = tmp_path / "a.ipynb"
     nbformat.write(nb, str(path))
-    release.finish_notebook(path)
+    layout.finish_notebook(path)
     meta = json.loads(path.read_text())["metadata"]
     assert meta["kernelspec"]["display_name"] == "Python 3 (ipykernel)"
-    assert meta["language_info"] == release.LANGUAGE_INFO
+    assert meta["language_info"] == layout.LANGUAGE_INFO
 
 
 # ----------------------------------------------------------------------------- needs_your_code
