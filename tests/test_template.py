@@ -13,10 +13,12 @@ import sys
 
 import pytest
 
-from notebook_harness import assignment_ids, load, nbgrader_meta, notebook_path, tags
+from notebook_harness import load
+
+from rlcourse.layout import assignment_ids, is_setup_cell, nbgrader_meta, source_notebook
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-PATHS = [notebook_path(a) for a in assignment_ids()]
+PATHS = [source_notebook(a) for a in assignment_ids()]
 CONFIG_MARKER = "# ---- config: every knob of this notebook ----"
 SEED_CALLS = {"seed_everything", "manual_seed", "Random", "seed"}
 
@@ -36,7 +38,7 @@ def code_cells(nb, include_tests=False):
 
 def locked_setup(cell, grade_id):
     meta = cell.metadata.get("nbgrader", {})
-    return ("setup" in tags(cell) and meta.get("grade_id") == grade_id and meta.get("locked") is True
+    return (is_setup_cell(cell) and meta.get("grade_id") == grade_id and meta.get("locked") is True
             and not meta.get("grade") and not meta.get("solution"))
 
 
@@ -56,7 +58,7 @@ def test_opening_cells(path):
     assert re.search(r'^MODEL_NAME = "tiny"', config, re.M) and re.search(r"^SEED = 0$", config, re.M), \
         f"{aid}: MODEL_NAME and SEED open the config"
     for i, cell in code_cells(nb, include_tests=True):
-        if i > 2 and "setup" in tags(cell):
+        if i > 2 and is_setup_cell(cell):
             assert cell.metadata.get("nbgrader", {}).get("locked") is True, f"{aid} cell {i}: a setup cell is locked"
 
 

@@ -2,7 +2,7 @@
 # Each `# %% cell N` line starts cell N of the notebook (counting from 0, markdown included).
 
 
-# %% cell 1
+# %% cell 1 colab
 # Colab only: fetch the course (package, data and tiny model) and install what Colab lacks.
 # Anywhere else this cell does nothing. (A fork sets its own URL: REPO_URL in rlcourse/config.py.)
 import os, subprocess, sys
@@ -24,52 +24,58 @@ if IN_COLAB:
     sys.path.insert(0, COURSE_DIR)  # importable at once, from any working directory
 
 
-# %% cell 2
+# %% cell 2 setup
 import math
 
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rlcourse.checks import (check, check_close, check_no_grad, check_own_function, check_raises,
-                             check_scalar, check_shape, fail, needs_your_code)
-from rlcourse.config import pick, reduced_mode
-
-from rlcourse.model import get_device, load_policy, seed_everything
+from rlcourse.checks import check, check_close, check_own_function, check_raises, check_scalar, fail, needs_your_code
+from rlcourse.config import Report, pick
+from rlcourse.model import load_policy, seed_everything, set_threads
+from rlcourse.optim import optimizer_step
 from rlcourse.plots import plot_curve
 from rlcourse.problems import load_problems
 from rlcourse.reference import answer_reward, token_log_probs  # plumbing (you write them in notebooks 01, 05)
 from rlcourse.rewards import problem_accuracy, rollout_rewards
 from rlcourse.rollout import batch_from_texts, completion_logits, sample_completions
 
+set_threads()
+
 # ---- config: every knob of this notebook ----
 MODEL_NAME = "tiny"          # or "course-gpt2" once built on a GPU (README, "On a GPU")
 SEED = 0
-EVAL_PROBLEMS = pick(150, 40)  # held-out problems per evaluation
+RFT_SEED = SEED + 1          # which training problems rejection fine-tuning samples
+MAX_NEW_TOKENS = 32          # answer length cap
+EVAL_PROBLEMS = pick(400, 40)  # held-out problems per evaluation (400: all of them)
 SFT_STEPS = pick(80, 3)
 SFT_BATCH = 16
 RFT_PROMPTS = pick(160, 16)    # prompts sampled for rejection fine-tuning
 RFT_SAMPLES = 4                # samples per prompt
+RFT_SAMPLE_BATCH = 32          # prompts per sampling call
 RFT_EPOCHS = 1
 LR = 1e-4
+MAX_GRAD_NORM = None           # SFT here takes plain steps: no gradient clipping
+
+report = Report("00_why_rl")   # prints the summary figures the benchmarks collect
 
 
 # %% cell 4
 seed_everything(SEED)
-device = get_device()
-model, tok = load_policy(MODEL_NAME, device=device)
+model, tok = load_policy(MODEL_NAME)     # on the GPU when there is one
+device = model.device
 train_problems = load_problems("train")
 heldout = load_problems("heldout")[:EVAL_PROBLEMS]
 
 example = train_problems[0]
 print(example.prompt + example.solution)
-rollout = sample_completions(model, tok, [heldout[0].prompt] * 4, max_new_tokens=32)
+rollout = sample_completions(model, tok, [heldout[0].prompt] * 4, max_new_tokens=MAX_NEW_TOKENS)
 print("\nFour samples for a held-out question:", heldout[0].question)
 for text in rollout.texts:
     print("  ->", text.strip())
-acc_pretrained = problem_accuracy(model, tok, heldout)
-print(f"[result] heldout_accuracy_pretrained = {acc_pretrained:.3f}")
+acc_pretrained = problem_accuracy(model, tok, heldout, max_new_tokens=MAX_NEW_TOKENS)
+report("heldout_accuracy_pretrained", acc_pretrained)
 
 
 # %% cell 6 sft_loss
@@ -144,9 +150,7 @@ def sft_step(model, optimizer, prompts, responses):
     batch = batch_from_texts(tok, prompts, responses, device)
     logps = token_log_probs(completion_logits(model, batch), batch.completion_ids)
     loss = sft_loss(logps, batch.completion_mask)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+    optimizer_step(optimizer, loss, MAX_GRAD_NORM)
     return loss.item()
 
 
@@ -160,9 +164,9 @@ with needs_your_code() as sft_run:
         chunk = [train_problems[j] for j in order[step * SFT_BATCH:(step + 1) * SFT_BATCH]]
         sft_losses.append(sft_step(model, optimizer, [p.prompt for p in chunk], [p.solution for p in chunk]))
 model.eval()
-acc_sft = problem_accuracy(model, tok, heldout)
-print(f"[result] sft_final_loss = {sft_losses[-1]:.3f}")
-print(f"[result] heldout_accuracy_sft = {acc_sft:.3f}")
+acc_sft = problem_accuracy(model, tok, heldout, max_new_tokens=MAX_NEW_TOKENS)
+report("sft_final_loss", sft_losses[-1])
+report("heldout_accuracy_sft", acc_sft)
 
 fig, ax = plt.subplots(figsize=(5, 3))
 plot_curve(ax, sft_losses, label="SFT loss", window=10)
@@ -172,12 +176,12 @@ plt.show()
 
 # %% cell 12
 sft_run.require()
-seed_everything(SEED + 1)
+seed_everything(RFT_SEED)
 rft_problems = [train_problems[j] for j in torch.randperm(len(train_problems))[:RFT_PROMPTS].tolist()]
 kept_prompts, kept_responses = [], []
-for i in tqdm(range(0, len(rft_problems), 32), desc="sampling"):
-    chunk = rft_problems[i:i + 32]
-    rollout = sample_completions(model, tok, [p.prompt for p in chunk], max_new_tokens=32, num_samples=RFT_SAMPLES)
+for i in tqdm(range(0, len(rft_problems), RFT_SAMPLE_BATCH), desc="sampling"):
+    chunk = rft_problems[i:i + RFT_SAMPLE_BATCH]
+    rollout = sample_completions(model, tok, [p.prompt for p in chunk], MAX_NEW_TOKENS, num_samples=RFT_SAMPLES)
     answers = [p.answer for p in chunk for _ in range(RFT_SAMPLES)]
     rewards = rollout_rewards(rollout, answer_reward, answers)
     for prompt, text, r in zip(rollout.prompts, rollout.texts, rewards.tolist()):
@@ -186,7 +190,7 @@ for i in tqdm(range(0, len(rft_problems), 32), desc="sampling"):
             kept_responses.append(text)
 n_sampled = len(rft_problems) * RFT_SAMPLES
 print(f"kept {len(kept_responses)} of {n_sampled} samples ({len(kept_responses) / n_sampled:.0%} correct)")
-print(f"[result] rft_train_sample_accuracy = {len(kept_responses) / n_sampled:.3f}")
+report("rft_train_sample_accuracy", len(kept_responses) / n_sampled)
 
 model.train()
 rft_losses = []
@@ -196,8 +200,8 @@ for epoch in range(RFT_EPOCHS):
         idx = perm[i:i + SFT_BATCH]
         rft_losses.append(sft_step(model, optimizer, [kept_prompts[j] for j in idx], [kept_responses[j] for j in idx]))
 model.eval()
-acc_rft = problem_accuracy(model, tok, heldout)
-print(f"[result] heldout_accuracy_rft = {acc_rft:.3f}")
+acc_rft = problem_accuracy(model, tok, heldout, max_new_tokens=MAX_NEW_TOKENS)
+report("heldout_accuracy_rft", acc_rft)
 
 
 # %% cell 13
@@ -205,9 +209,12 @@ sft_run.require()
 fig, ax = plt.subplots(figsize=(5, 3))
 stages = ["pre-trained", "+ SFT", "+ RFT"]
 accs = [acc_pretrained, acc_sft, acc_rft]
-ax.bar(stages, accs, color=["#999999", "#4c72b0", "#55a868"])
+errors = [math.sqrt(a * (1 - a) / len(heldout)) for a in accs]   # one standard error of each accuracy
+ax.bar(stages, accs, yerr=errors, capsize=4, color=["#999999", "#4c72b0", "#55a868"])
 for x, a in enumerate(accs):
     ax.text(x, a + 0.01, f"{a:.0%}", ha="center")
 ax.set_ylim(0, 1); ax.set_ylabel(f"held-out accuracy ({len(heldout)} problems)")
 ax.set_title("Imitation: pre-training, SFT, rejection fine-tuning")
 plt.show()
+for stage, a, e in zip(stages, accs, errors):
+    print(f"{stage:>12}: {a:.1%} +- {e:.1%} (one standard error, {len(heldout)} problems)")

@@ -2,7 +2,7 @@
 # Each `# %% cell N` line starts cell N of the notebook (counting from 0, markdown included).
 
 
-# %% cell 1
+# %% cell 1 colab
 # Colab only: fetch the course (package, data and tiny model) and install what Colab lacks.
 # Anywhere else this cell does nothing. (A fork sets its own URL: REPO_URL in rlcourse/config.py.)
 import os, subprocess, sys
@@ -24,26 +24,24 @@ if IN_COLAB:
     sys.path.insert(0, COURSE_DIR)  # importable at once, from any working directory
 
 
-# %% cell 2
+# %% cell 2 setup
 import math
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
-from rlcourse.checks import (check, check_close, check_no_grad, check_own_function, check_raises,
-                             check_scalar, check_shape, fail, needs_your_code)
-from rlcourse.config import pick, reduced_mode
 
 from rlcourse.cafe import annotator_ranking, annotator_score, review_prompts
-from rlcourse.model import get_device, load_policy, seed_everything
+from rlcourse.checks import check, check_close, check_own_function, check_raises, check_shape, fail, needs_your_code
+from rlcourse.model import load_policy, position_ids_from_mask, seed_everything, set_threads
 from rlcourse.rollout import completion_logits, sample_completions
 
-# ---- config ----
+set_threads()
+
+# ---- config: every knob of this notebook ----
 MODEL_NAME = "tiny"
 SEED = 0
-NUM_REVIEWS = 6
+NUM_REVIEWS = 6              # trajectories to look at
 MAX_NEW_TOKENS = 24
 
 
@@ -225,8 +223,7 @@ check_raises(lambda: sequence_log_prob(torch.zeros(2, 3), torch.ones(3, 2)), Val
 
 # %% cell 16
 seed_everything(SEED)
-device = get_device()
-model, tok = load_policy(MODEL_NAME, device=device)
+model, tok = load_policy(MODEL_NAME)     # on the GPU when there is one
 prompts = review_prompts(NUM_REVIEWS, seed=SEED)
 rollout = sample_completions(model, tok, prompts, max_new_tokens=MAX_NEW_TOKENS)
 
@@ -248,7 +245,7 @@ print(f"log P(tau | s_0) = {seq_logps[0].item():.3f}")
 trajectory_run.require()
 with torch.no_grad():
     out = model(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask,
-                position_ids=(rollout.attention_mask.cumsum(-1) - 1).clamp(min=0))
+                position_ids=position_ids_from_mask(rollout.attention_mask))
 full_logps = torch.log_softmax(out.logits[:, :-1].float(), -1).gather(-1, rollout.input_ids[:, 1:, None]).squeeze(-1)
 P = rollout.prompt_ids.shape[1]
 text_logp = (full_logps[:, P - 1:] * mask).sum(-1)   # log P(completion | prompt) read off the full text

@@ -2,7 +2,7 @@
 # Each `# %% cell N` line starts cell N of the notebook (counting from 0, markdown included).
 
 
-# %% cell 1
+# %% cell 1 colab
 # Colab only: fetch the course (package, data and tiny model) and install what Colab lacks.
 # Anywhere else this cell does nothing. (A fork sets its own URL: REPO_URL in rlcourse/config.py.)
 import os, subprocess, sys
@@ -24,7 +24,7 @@ if IN_COLAB:
     sys.path.insert(0, COURSE_DIR)  # importable at once, from any working directory
 
 
-# %% cell 2
+# %% cell 2 setup
 import math
 
 import matplotlib.pyplot as plt
@@ -32,28 +32,40 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from rlcourse.cafe import BEST_SCORE, annotator_score, review_prompts
 from rlcourse.checks import (check, check_close, check_no_grad, check_own_function, check_raises,
                              check_scalar, check_shape, fail, needs_your_code)
-from rlcourse.config import pick, reduced_mode
-
-from rlcourse.cafe import BEST_SCORE, annotator_score, review_prompts
-from rlcourse.model import get_device, load_policy, seed_everything
+from rlcourse.config import Report, pick
+from rlcourse.model import load_policy, seed_everything, set_threads
+from rlcourse.optim import optimizer_step
 from rlcourse.plots import plot_curve
 from rlcourse.reference import token_log_probs  # from notebook 01
 from rlcourse.rewards import mean_review_score, rollout_rewards, score_at_last_token
 from rlcourse.rollout import completion_logits, sample_completions
 
-# ---- config ----
+set_threads()
+
+# ---- config: every knob of this notebook ----
 MODEL_NAME = "tiny"
 SEED = 0
+VARIANCE_SEED = SEED                  # generator seeds VARIANCE_SEED, +1, ... for the repeated estimates
+TRAIN_PROMPT_SEED = SEED              # step k draws its reviews' prompts with seed TRAIN_PROMPT_SEED + k
+EVAL_PROMPT_SEED = 123                # the evaluation's prompts (never a training step's)
+SHOW_PROMPT_SEED = 7                  # the prompts of the samples printed at the end
 VARIANCE_REPEATS = pick(300, 20)      # independent estimates per sample size
+SAMPLE_SIZES = [1, 4, 16, 64, 256, 1024]
 PG_STEPS = pick(30, 2)                # REINFORCE updates
 PG_BATCH = 32                         # reviews per update
 MAX_NEW_TOKENS = 24
 LR = 3e-4
+MAX_GRAD_NORM = None                  # plain REINFORCE steps: no gradient clipping
 GAMMA = 1.0
+REPEAT_PENALTY = -0.2                # section 4's example: a reward for every repeated word
+DEMO_GAMMA = 0.5
 USE_BASELINE = True                   # subtract the batch-mean score (explained below)
 EVAL_REVIEWS = pick(192, 16)
+
+report = Report("02_policy_gradients")
 
 
 # %% cell 4
@@ -205,19 +217,19 @@ cat_logits = torch.tensor([1.0, 0.2, -0.5, 0.0, 0.7])
 cat_f = torch.tensor([0.1, 1.0, -0.3, 0.5, 0.1])    # e.g. the annotator's taste for 5 drinks
 with needs_your_code():
     exact = exact_policy_gradient(cat_logits, cat_f)
-    sample_sizes = [1, 4, 16, 64, 256, 1024]
     mse = []
-    for n in tqdm(sample_sizes, desc="sample sizes"):
-        ests = torch.stack([score_function_gradient(cat_logits, cat_f, n, generator=torch.Generator().manual_seed(s))
+    for n in tqdm(SAMPLE_SIZES, desc="sample sizes"):
+        ests = torch.stack([score_function_gradient(cat_logits, cat_f, n,
+                                                    generator=torch.Generator().manual_seed(VARIANCE_SEED + s))
                             for s in range(VARIANCE_REPEATS)])
         mse.append(((ests - exact) ** 2).sum(-1).mean().item())
 fig, ax = plt.subplots(figsize=(5, 3.2))
-ax.loglog(sample_sizes, mse, "o-", label="score-function estimator")
-ax.loglog(sample_sizes, [mse[0] / n for n in sample_sizes], "k--", label="1/N")
+ax.loglog(SAMPLE_SIZES, mse, "o-", label="score-function estimator")
+ax.loglog(SAMPLE_SIZES, [mse[0] / n for n in SAMPLE_SIZES], "k--", label="1/N")
 ax.set_xlabel("number of samples N"); ax.set_ylabel("mean squared error"); ax.legend()
 ax.set_title("Monte Carlo error falls like 1/N")
 plt.show()
-print(f"[result] categorical_mse_ratio_N1_over_N1024 = {mse[0] / mse[-1]:.0f}")
+report(f"categorical_mse_ratio_N{SAMPLE_SIZES[0]}_over_N{SAMPLE_SIZES[-1]}", mse[0] / mse[-1], ".0f")
 
 
 # %% cell 16 rewards_to_go
@@ -284,7 +296,23 @@ check_raises(lambda: rewards_to_go(torch.zeros(2, 3), torch.ones(2, 4)), ValueEr
 ### END HIDDEN TESTS
 
 
-# %% cell 20 reinforce_loss
+# %% cell 20
+review = "the matcha was lovely lovely and the matcha was warm".split()
+seen, step_rewards = set(), []
+for word in review:
+    step_rewards.append(REPEAT_PENALTY if word in seen else 0.0)
+    seen.add(word)
+step_rewards[-1] += annotator_score(" ".join(review))        # her score, at the last word
+rewards = torch.tensor([step_rewards])
+mask = torch.ones_like(rewards)
+with needs_your_code():
+    returns = {gamma: rewards_to_go(rewards, mask, gamma)[0] for gamma in (1.0, DEMO_GAMMA)}
+print(f"{'word':>8} {'r_t':>6} {'G_t (gamma=1)':>14} {f'G_t (gamma={DEMO_GAMMA})':>16}")
+for t, word in enumerate(review):
+    print(f"{word:>8} {step_rewards[t]:>6.2f} {returns[1.0][t].item():>14.2f} {returns[DEMO_GAMMA][t].item():>16.2f}")
+
+
+# %% cell 22 reinforce_loss
 def reinforce_loss(token_logps, returns, mask):
     """REINFORCE surrogate loss: sum over time, mean over trajectories.
 
@@ -301,7 +329,7 @@ def reinforce_loss(token_logps, returns, mask):
     ### END SOLUTION
 
 
-# %% cell 21 test_reinforce_loss
+# %% cell 23 test_reinforce_loss
 check_own_function(reinforce_loss, "reinforce_loss")
 logps = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -1.0, -9.0]])
 returns = torch.tensor([[2.0, 2.0, 2.0], [-1.0, -1.0, 7.0]])
@@ -317,7 +345,7 @@ check_close(loss, torch.tensor(5.25), "reinforce_loss on the 2x3 example",
             hint="-(1/B) * sum over real tokens of G_t * log pi; padding (mask 0) must not count.")
 
 
-# %% cell 22 test_reinforce_loss_hidden
+# %% cell 24 test_reinforce_loss_hidden
 check_own_function(reinforce_loss, "reinforce_loss")
 check_scalar(reinforce_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2)), "reinforce_loss")
 ### BEGIN HIDDEN TESTS
@@ -341,18 +369,17 @@ check_raises(lambda: reinforce_loss(torch.zeros(2, 3), torch.zeros(2, 4), torch.
 ### END HIDDEN TESTS
 
 
-# %% cell 24
+# %% cell 26
 seed_everything(SEED)
-device = get_device()
-policy, tok = load_policy(MODEL_NAME, device=device)
-score_before = mean_review_score(policy, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=123)
-print(f"[result] review_score_before = {score_before:.3f}")
+policy, tok = load_policy(MODEL_NAME)     # on the GPU when there is one
+score_before = mean_review_score(policy, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=EVAL_PROMPT_SEED)
+report("review_score_before", score_before)
 optimizer = torch.optim.AdamW(policy.parameters(), lr=LR)
 history = {"score": [], "loss": []}
 with needs_your_code() as reinforce_run:
     for step in tqdm(range(PG_STEPS), desc="REINFORCE"):
         # 1. sample
-        rollout = sample_completions(policy, tok, review_prompts(PG_BATCH, seed=step), max_new_tokens=MAX_NEW_TOKENS)
+        rollout = sample_completions(policy, tok, review_prompts(PG_BATCH, seed=TRAIN_PROMPT_SEED + step), max_new_tokens=MAX_NEW_TOKENS)
         mask = rollout.completion_mask
         # 2. score
         scores = rollout_rewards(rollout, annotator_score)   # (B,) on the policy's device
@@ -364,23 +391,21 @@ with needs_your_code() as reinforce_run:
         logps = token_log_probs(completion_logits(policy, rollout), rollout.completion_ids)
         loss = reinforce_loss(logps, returns, mask)
         # 5. step
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        optimizer_step(optimizer, loss, MAX_GRAD_NORM)
         policy.eval()
         history["score"].append(scores.mean().item())
         history["loss"].append(loss.item())
-score_after = mean_review_score(policy, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=123)
-print(f"[result] review_score_after = {score_after:.3f}")
-print(f"[result] review_gap_closed = {(score_after - score_before) / (BEST_SCORE - score_before):.2f}")
+score_after = mean_review_score(policy, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=EVAL_PROMPT_SEED)
+report("review_score_after", score_after)
+report("review_gap_closed", (score_after - score_before) / (BEST_SCORE - score_before), ".2f")
 
 
-# %% cell 25
+# %% cell 27
 reinforce_run.require()
 fig, ax = plt.subplots(figsize=(6, 3.2))
 plot_curve(ax, history["score"], label="mean annotator score of the batch", window=10)
 ax.axhline(BEST_SCORE, color="k", ls="--", lw=1, label="best possible")
 ax.set_xlabel("REINFORCE step"); ax.set_ylabel("annotator score"); ax.legend(); ax.set_title("REINFORCE on the café")
 plt.show()
-for text in sample_completions(policy, tok, review_prompts(4, seed=7), max_new_tokens=MAX_NEW_TOKENS).texts:
+for text in sample_completions(policy, tok, review_prompts(4, seed=SHOW_PROMPT_SEED), max_new_tokens=MAX_NEW_TOKENS).texts:
     print(f"{annotator_score(text):+.2f}  {text.strip()!r}")

@@ -2,7 +2,7 @@
 # Each `# %% cell N` line starts cell N of the notebook (counting from 0, markdown included).
 
 
-# %% cell 1
+# %% cell 1 colab
 # Colab only: fetch the course (package, data and tiny model) and install what Colab lacks.
 # Anywhere else this cell does nothing. (A fork sets its own URL: REPO_URL in rlcourse/config.py.)
 import os, subprocess, sys
@@ -24,30 +24,33 @@ if IN_COLAB:
     sys.path.insert(0, COURSE_DIR)  # importable at once, from any working directory
 
 
-# %% cell 2
-import math
+# %% cell 2 setup
+import copy
 
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from rlcourse.cafe import BEST_SCORE, annotator_score, review_prompts
 from rlcourse.checks import (check, check_close, check_no_grad, check_own_function, check_raises,
                              check_scalar, check_shape, fail, needs_your_code)
-from rlcourse.config import pick, reduced_mode
-
-import copy
-
-from rlcourse.cafe import BEST_SCORE, annotator_score, review_prompts
-from rlcourse.model import ValueHeadModel, get_device, load_policy, seed_everything
+from rlcourse.config import Report, pick
+from rlcourse.model import ValueHeadModel, load_policy, seed_everything, set_threads
+from rlcourse.optim import optimizer_step
 from rlcourse.plots import plot_curve
 from rlcourse.reference import reinforce_loss, rewards_to_go, token_log_probs  # from notebooks 01-02
 from rlcourse.rewards import mean_review_score, rollout_rewards, score_at_last_token
 from rlcourse.rollout import completion_logits, completion_values, sample_completions
 
-# ---- config ----
+set_threads()
+
+# ---- config: every knob of this notebook ----
 MODEL_NAME = "tiny"
 SEED = 0
+WARMUP_PROMPT_SEED = SEED           # critic warm-up step k: prompts with seed WARMUP_PROMPT_SEED + k
+VARIANCE_PROMPT_SEED = 1_000        # gradient sample k: seed VARIANCE_PROMPT_SEED + k
+TRAIN_PROMPT_SEED = 10_000          # training step k: seed TRAIN_PROMPT_SEED + k
+EVAL_PROMPT_SEED = 123              # the evaluation's prompts
 BATCH = 16                          # reviews per update
 MAX_NEW_TOKENS = 24
 CRITIC_WARMUP = pick(80, 1)         # critic-only updates before measuring variance
@@ -56,9 +59,12 @@ VARIANCE_BATCHES = pick(24, 2)      # gradient samples for the variance estimate
 TRAIN_STEPS = pick(25, 1)           # updates per learning curve
 LR_ACTOR = 3e-4
 LR_CRITIC = 1e-3
+MAX_GRAD_NORM = None                # plain steps: no gradient clipping
 GAMMA = 1.0
 LAM = 0.95
 EVAL_REVIEWS = pick(128, 8)
+
+report = Report("03_actor_critic")
 
 
 # %% cell 4 value_loss
@@ -302,9 +308,9 @@ check_raises(lambda: gae_advantages(torch.zeros(2, 3), torch.zeros(2, 4), torch.
 
 
 # %% cell 20
-def sample_batch(policy, step, batch=BATCH):
+def sample_batch(policy, prompt_seed, batch=BATCH):
     """Sample reviews, score them, and build per-token rewards and returns."""
-    rollout = sample_completions(policy, tok, review_prompts(batch, seed=10_000 + step), max_new_tokens=MAX_NEW_TOKENS)
+    rollout = sample_completions(policy, tok, review_prompts(batch, seed=prompt_seed), max_new_tokens=MAX_NEW_TOKENS)
     mask = rollout.completion_mask
     scores = rollout_rewards(rollout, annotator_score)
     rewards = score_at_last_token(scores, mask)
@@ -312,16 +318,15 @@ def sample_batch(policy, step, batch=BATCH):
 
 
 seed_everything(SEED)
-device = get_device()
-base_policy, tok = load_policy(MODEL_NAME, device=device)
+base_policy, tok = load_policy(MODEL_NAME)     # on the GPU when there is one
 critic = ValueHeadModel(copy.deepcopy(base_policy))     # its head is made on the policy's device
 critic_opt = torch.optim.AdamW(critic.parameters(), lr=LR_CRITIC)
 warmup_losses = []
 with needs_your_code() as warmup_run:
     for step in tqdm(range(CRITIC_WARMUP), desc="critic warm-up"):
-        rollout, mask, scores, rewards, returns = sample_batch(base_policy, step, WARMUP_BATCH)
+        rollout, mask, scores, rewards, returns = sample_batch(base_policy, WARMUP_PROMPT_SEED + step, WARMUP_BATCH)
         loss = value_loss(completion_values(critic, rollout), returns, mask)
-        critic_opt.zero_grad(); loss.backward(); critic_opt.step()
+        optimizer_step(critic_opt, loss, MAX_GRAD_NORM)
         warmup_losses.append(loss.item())
 fig, ax = plt.subplots(figsize=(5, 3))
 plot_curve(ax, warmup_losses, label="value loss", window=5)
@@ -339,7 +344,7 @@ warmup_run.require()
 grads_reinforce, grads_ac, grads_gae = [], [], []
 with needs_your_code():
     for k in tqdm(range(VARIANCE_BATCHES), desc="gradient samples"):
-        rollout, mask, scores, rewards, returns = sample_batch(base_policy, 1_000 + k)
+        rollout, mask, scores, rewards, returns = sample_batch(base_policy, VARIANCE_PROMPT_SEED + k)
         with torch.no_grad():
             values = completion_values(critic, rollout)
         logps = token_log_probs(completion_logits(base_policy, rollout), rollout.completion_ids)
@@ -350,8 +355,8 @@ with needs_your_code():
         grads_gae.append(flat_grad(base_policy, actor_critic_loss(logps, gae, mask)))
 var_reinforce, var_ac, var_gae = (torch.stack(g).var(0).sum().item() for g in (grads_reinforce, grads_ac, grads_gae))
 print(f"total gradient variance  REINFORCE: {var_reinforce:.4g}   G_t - V(s_t): {var_ac:.4g}   GAE: {var_gae:.4g}")
-print(f"[result] gradient_variance_ratio_ac_over_reinforce = {var_ac / var_reinforce:.3f}")
-print(f"[result] gradient_variance_ratio_gae_over_reinforce = {var_gae / var_reinforce:.3f}")
+report("gradient_variance_ratio_ac_over_reinforce", var_ac / var_reinforce)
+report("gradient_variance_ratio_gae_over_reinforce", var_gae / var_reinforce)
 fig, ax = plt.subplots(figsize=(5.5, 3))
 ax.bar(["REINFORCE\n(G_t)", "actor-critic\n(G_t - V(s_t))", f"actor-critic\n(GAE, lambda={LAM})"],
        [var_reinforce, var_ac, var_gae], color=["#c44e52", "#4c72b0", "#55a868"])
@@ -360,45 +365,72 @@ plt.show()
 
 
 # %% cell 24
-def train(use_critic, steps=TRAIN_STEPS, seed=SEED):
+def train_reinforce(use_baseline, steps=TRAIN_STEPS, seed=SEED):
+    """REINFORCE: every token is weighted by its return G_t, minus the batch-mean score with use_baseline (02)."""
     seed_everything(seed)
     policy = copy.deepcopy(base_policy)
-    value_model = copy.deepcopy(critic)
-    actor_opt = torch.optim.AdamW(policy.parameters(), lr=LR_ACTOR)
-    value_opt = torch.optim.AdamW(value_model.parameters(), lr=LR_CRITIC)
+    policy_opt = torch.optim.AdamW(policy.parameters(), lr=LR_ACTOR)
     curve = []
-    for step in tqdm(range(steps), desc="actor-critic" if use_critic else "REINFORCE"):
-        rollout, mask, scores, rewards, returns = sample_batch(policy, step)           # sample, score
+    for step in tqdm(range(steps), desc="REINFORCE" + (" with baseline" if use_baseline else "")):
+        # 1. sample  2. score (rewards at the last token, returns)
+        rollout, mask, scores, rewards, returns = sample_batch(policy, TRAIN_PROMPT_SEED + step)
+        if use_baseline:
+            returns = rewards_to_go(score_at_last_token(scores - scores.mean(), mask), mask, GAMMA)
         policy.train()
         logps = token_log_probs(completion_logits(policy, rollout), rollout.completion_ids)
-        if use_critic:
-            values = completion_values(value_model, rollout)
-            advantages = gae_advantages(rewards, values, mask, GAMMA, LAM)           # advantage
-            loss = actor_critic_loss(logps, advantages, mask)                        # loss
-            critic_loss = value_loss(values, returns, mask)
-            value_opt.zero_grad(); critic_loss.backward(); value_opt.step()
-        else:
-            loss = reinforce_loss(logps, returns, mask)
-        actor_opt.zero_grad(); loss.backward(); actor_opt.step()                     # step
+        # 3. loss  4. step
+        optimizer_step(policy_opt, reinforce_loss(logps, returns, mask), MAX_GRAD_NORM)
         policy.eval()
         curve.append(scores.mean().item())
     return policy, curve
 
 
+def train_actor_critic(steps=TRAIN_STEPS, seed=SEED):
+    """Actor-critic: GAE advantages from the critic weight the tokens; the critic regresses the returns."""
+    seed_everything(seed)
+    actor, value_model = copy.deepcopy(base_policy), copy.deepcopy(critic)
+    actor_opt = torch.optim.AdamW(actor.parameters(), lr=LR_ACTOR)
+    critic_opt = torch.optim.AdamW(value_model.parameters(), lr=LR_CRITIC)
+    curve = []
+    for step in tqdm(range(steps), desc="actor-critic"):
+        # 1. sample  2. score
+        rollout, mask, scores, rewards, returns = sample_batch(actor, TRAIN_PROMPT_SEED + step)
+        actor.train()
+        logps = token_log_probs(completion_logits(actor, rollout), rollout.completion_ids)
+        # 3. advantages: GAE on the critic's values
+        values = completion_values(value_model, rollout)
+        advantages = gae_advantages(rewards, values, mask, GAMMA, LAM)
+        # 4. the critic's step, then the actor's
+        optimizer_step(critic_opt, value_loss(values, returns, mask), MAX_GRAD_NORM)
+        optimizer_step(actor_opt, actor_critic_loss(logps, advantages, mask), MAX_GRAD_NORM)
+        actor.eval()
+        curve.append(scores.mean().item())
+    return actor, curve
+
+
 warmup_run.require()
 with needs_your_code():
-    policy_rf, curve_rf = train(use_critic=False)
-    policy_ac, curve_ac = train(use_critic=True)
-score_start = mean_review_score(base_policy, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=123)
-score_rf = mean_review_score(policy_rf, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=123)
-score_ac = mean_review_score(policy_ac, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=123)
-print(f"[result] ac_review_score_start = {score_start:.3f}")
-print(f"[result] ac_review_score_reinforce = {score_rf:.3f}")
-print(f"[result] ac_review_score_actor_critic = {score_ac:.3f}")
+    policy_rf, curve_rf = train_reinforce(use_baseline=False)
+    policy_bl, curve_bl = train_reinforce(use_baseline=True)
+    policy_ac, curve_ac = train_actor_critic()
+score_start, score_rf, score_bl, score_ac = (
+    mean_review_score(p, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=EVAL_PROMPT_SEED)
+    for p in (base_policy, policy_rf, policy_bl, policy_ac))
+training_samples = TRAIN_STEPS * BATCH
+warmup_samples = CRITIC_WARMUP * WARMUP_BATCH
+print(f"samples drawn: {training_samples} by each training run, plus {warmup_samples} for the critic's warm-up "
+      f"(actor-critic only): {training_samples + warmup_samples} in all")
+print(f"mean annotator score of {EVAL_REVIEWS} fresh reviews: start {score_start:.3f}, REINFORCE {score_rf:.3f}, "
+      f"REINFORCE with baseline {score_bl:.3f}, actor-critic {score_ac:.3f}")
+report("review_score_start", score_start)
+report("review_score_reinforce", score_rf)
+report("review_score_reinforce_baseline", score_bl)
+report("review_score_actor_critic", score_ac)
 fig, ax = plt.subplots(figsize=(6, 3.2))
 plot_curve(ax, curve_rf, label="REINFORCE (no baseline)", window=8)
+plot_curve(ax, curve_bl, label="REINFORCE (batch-mean baseline)", window=8)
 plot_curve(ax, curve_ac, label="actor-critic (GAE)", window=8)
 ax.axhline(BEST_SCORE, color="k", ls="--", lw=1, label="best possible")
 ax.set_xlabel("update"); ax.set_ylabel("mean annotator score of the batch"); ax.legend()
-ax.set_title(f"Same seed, same budget ({BATCH} reviews per update)")
+ax.set_title(f"Same seed, same training batches ({BATCH} reviews per update)")
 plt.show()

@@ -36,21 +36,34 @@ from tqdm.auto import tqdm
 from rlcourse.cafe import annotator_ranking, annotator_score, review_prompts
 from rlcourse.checks import (check, check_close, check_no_grad, check_own_function, check_raises, check_scalar,
                              check_shape, fail, needs_your_code)
-from rlcourse.config import pick
+from rlcourse.config import Report, pick
+from rlcourse.core import masked_whiten
 from rlcourse.model import ValueHeadModel, load_policy, seed_everything, set_threads
+from rlcourse.optim import optimizer_step
 from rlcourse.plots import moving_average, plot_curve
 from rlcourse.reference import gae_advantages, token_log_probs, value_loss
-from rlcourse.rollout import (completion_logits, completion_logps, completion_values, last_token_scores,
+from rlcourse.rewards import rank_correlation
+from rlcourse.rollout import (completion_logits, completion_logps, completion_values, last_token_scores, map_chunks,
                               preference_pairs, sample_completions, subset)
 
 set_threads()
 
+# ---- config: every knob of this notebook ----
 MODEL_NAME = "tiny"        # "gpt2" / "distilgpt2" work too on Colab (slower)
 SEED = 0
+TRAIN_PROMPT_SEED = 10_000     # PPO step k samples prompts with seed TRAIN_PROMPT_SEED + k
+EVAL_PROMPT_SEED = 99          # the evaluation's prompts (never a training step's)
 MAX_NEW_TOKENS = 32        # review length cap (the annotator likes <= 12 words)
 
+# the bandit of section 1
+BANDIT_REWARDS = [1.0, 0.8, 0.0]
+BANDIT_STEPS, BANDIT_BATCH, BANDIT_RUNS = 100, 8, 50
+BANDIT_LRS = (2.0, 50.0)       # a small and a large step size
+
 # preference data and reward model
-RM_PROMPTS = pick(300, 24)     # prompts; 4 sampled reviews each, ranked by the annotator
+RM_PROMPTS = pick(300, 24)     # prompts; GROUP_SIZE sampled reviews each, ranked by the annotator
+GROUP_SIZE = 4                 # reviews the annotator ranks at once
+RM_HELDOUT_SHARE = 0.2         # share of prompts whose pairs are held out
 RM_STEPS = pick(200, 3)
 RM_BATCH = 64                  # pairs per step
 RM_LR = 3e-4
@@ -63,32 +76,43 @@ PPO_EPOCHS = 2                 # passes over each batch
 CLIP_EPS = 0.2
 LR_POLICY = 2e-4
 LR_CRITIC = 3e-4
+MAX_GRAD_NORM = 1.0            # the policy's steps are clipped; the critic's and the reward model's are not
 LAM = 0.95                     # GAE lambda (gamma = 1)
 KL_BETA = 0.1                  # the KL-penalised run; the other run uses 0
+EVAL_REVIEWS = pick(256, 32)   # fresh reviews per evaluation
+
+report = Report("04_ppo_rlhf")
 
 
 # %% cell 4
-def bandit_run(lr, steps=60, batch=8, seed=0):
+def bandit_run(lr, seed, steps=BANDIT_STEPS, batch=BANDIT_BATCH):
+    """REINFORCE without a baseline on the bandit: (expected reward after each step, final probabilities)."""
     gen = torch.Generator().manual_seed(seed)
-    rewards = torch.tensor([1.0, 0.8, 0.0])
-    logits = torch.zeros(3)
+    rewards = torch.tensor(BANDIT_REWARDS)
+    logits = torch.zeros(len(rewards))
     curve = []
     for _ in range(steps):
         probs = torch.softmax(logits, -1)
         actions = torch.multinomial(probs, batch, replacement=True, generator=gen)
         r = rewards[actions]
-        grad = ((r - r.mean()).unsqueeze(-1) * (F.one_hot(actions, 3) - probs)).mean(0)  # score-function estimate
+        grad = (r.unsqueeze(-1) * (F.one_hot(actions, len(rewards)) - probs)).mean(0)  # score-function estimate
         logits = logits + lr * grad
         curve.append(float((torch.softmax(logits, -1) * rewards).sum()))
-    return curve
+    return curve, torch.softmax(logits, -1)
+
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
-for lr, color in [(1.0, "tab:blue"), (60.0, "tab:red")]:
-    curves = torch.tensor([bandit_run(lr, seed=s) for s in range(20)])
+for lr, color in zip(BANDIT_LRS, ["tab:blue", "tab:red"]):
+    runs = [bandit_run(lr, seed=SEED + s) for s in range(BANDIT_RUNS)]
+    curves = torch.tensor([curve for curve, _ in runs])
+    locked = sum(float(probs[1]) > 0.99 for _, probs in runs)       # arm 1 pays 0.8
     for c in curves:
         ax.plot(c, color=color, alpha=0.15)
     ax.plot(curves.mean(0), color=color, label=f"lr = {lr}: final mean {curves[:, -1].mean():.2f}")
-ax.set_xlabel("step"); ax.set_ylabel("expected reward"); ax.legend(); ax.set_title("large steps lock in bad actions")
+    print(f"lr = {lr}: {locked} of {BANDIT_RUNS} seeds end with P(0.8 arm) > 0.99, "
+          f"{sum(float(probs[0]) > 0.99 for _, probs in runs)} with P(1.0 arm) > 0.99")
+    report(f"bandit_lr{lr:g}_locked_on_worse_arm", locked / BANDIT_RUNS)
+ax.set_xlabel("step"); ax.set_ylabel("expected reward"); ax.legend(); ax.set_title("large steps lock in a worse arm")
 plt.show()
 
 
@@ -385,16 +409,15 @@ policy0, tok = load_policy(MODEL_NAME)          # the pre-trained policy: also t
 for p in policy0.parameters():
     p.requires_grad_(False)
 
-GROUP = 4
 prompts = review_prompts(RM_PROMPTS, seed=SEED)
-data = sample_completions(policy0, tok, prompts, MAX_NEW_TOKENS, num_samples=GROUP)   # rows g*4 .. g*4+3 share a prompt
-rankings = [annotator_ranking(data.texts[g * GROUP:(g + 1) * GROUP]) for g in range(RM_PROMPTS)]
+data = sample_completions(policy0, tok, prompts, MAX_NEW_TOKENS, num_samples=GROUP_SIZE)   # consecutive rows share a prompt
+rankings = [annotator_ranking(data.texts[g:g + GROUP_SIZE]) for g in range(0, len(data), GROUP_SIZE)]
 # every ranking -> (winner, loser) pairs by your ranking_to_pairs, as rows of `data` (on the policy's device)
 with needs_your_code() as ranking_run:
-    chosen_rows, rejected_rows = preference_pairs(rankings, GROUP, ranking_to_pairs, device=data.device)
+    chosen_rows, rejected_rows = preference_pairs(rankings, GROUP_SIZE, ranking_to_pairs, device=data.device)
 
 print(f"prompt {prompts[0]!r}, ranking {rankings[0]}")
-for label, text in zip("ABCD", data.texts[:GROUP]):
+for label, text in zip("ABCDEFGH", data.texts[:GROUP_SIZE]):
     print(f"  {label} (score {annotator_score(text):+.2f}): {text}")
 print(f"{len(data)} reviews, {len(chosen_rows)} comparisons from {RM_PROMPTS} rankings")
 
@@ -406,13 +429,12 @@ ranking_run.require()
 def pair_accuracy(reward_model, chosen, rejected):
     """Fraction of (chosen, rejected) pairs whose last-token scores the reward model orders correctly."""
     with torch.no_grad():
-        scores = torch.cat([last_token_scores(reward_model, subset(data, range(i, min(i + 256, len(data)))))
-                            for i in range(0, len(data), 256)])
+        scores = map_chunks(lambda chunk: last_token_scores(reward_model, chunk), data)
     return (scores[chosen] > scores[rejected]).float().mean().item()
 
 
-n_train_groups = int(0.8 * RM_PROMPTS)
-is_train = chosen_rows // GROUP < n_train_groups      # whole prompts are held out, not single pairs
+n_train_groups = int((1 - RM_HELDOUT_SHARE) * RM_PROMPTS)
+is_train = chosen_rows // GROUP_SIZE < n_train_groups      # whole prompts are held out, not single pairs
 train_chosen, train_rejected = chosen_rows[is_train], rejected_rows[is_train]
 heldout_chosen, heldout_rejected = chosen_rows[~is_train], rejected_rows[~is_train]
 
@@ -428,7 +450,7 @@ with needs_your_code() as reward_model_run:
         batch = torch.randint(len(train_chosen), (RM_BATCH,))
         scores = last_token_scores(reward_model, subset(data, torch.cat([train_chosen[batch], train_rejected[batch]])))
         loss = reward_model_loss(scores[:RM_BATCH], scores[RM_BATCH:])
-        rm_opt.zero_grad(); loss.backward(); rm_opt.step()
+        optimizer_step(rm_opt, loss, max_grad_norm=None)
         rm_losses.append(loss.item())
 reward_model.eval()
 for p in reward_model.parameters():
@@ -440,18 +462,11 @@ fig, ax = plt.subplots(figsize=(5, 3))
 plot_curve(ax, rm_losses, label="Bradley-Terry loss"); ax.axhline(math.log(2), ls=":", color="gray", label="log 2 (chance)")
 ax.set_xlabel("step"); ax.legend(); plt.show()
 print(f"pair accuracy: train {rm_train_acc:.1%}, held-out {rm_heldout_acc:.1%} ({len(heldout_chosen)} held-out pairs)")
-print(f"[result] rm_heldout_pair_accuracy = {rm_heldout_acc:.3f}")
+report("rm_heldout_pair_accuracy", rm_heldout_acc)
 
 
 # %% cell 29
 reward_model_run.require()
-
-
-def masked_whiten(x, mask):
-    """(x - mean) / std over the real tokens of the batch."""
-    mean = (x * mask).sum() / mask.sum()
-    var = (((x - mean) * mask) ** 2).sum() / mask.sum()
-    return (x - mean) / (var.sqrt() + 1e-8) * mask
 
 
 def ppo_rlhf(beta, steps=PPO_STEPS, seed=SEED):
@@ -468,7 +483,7 @@ def ppo_rlhf(beta, steps=PPO_STEPS, seed=SEED):
     history = {"learned reward": [], "true score": [], "KL to reference": [], "clip fraction": [], "words": []}
     for step in tqdm(range(steps), desc=f"PPO, beta = {beta}"):
         # 1. sample from the current (soon: old) policy
-        rollout = sample_completions(policy, tok, review_prompts(BATCH, seed=10_000 + step), MAX_NEW_TOKENS)
+        rollout = sample_completions(policy, tok, review_prompts(BATCH, seed=TRAIN_PROMPT_SEED + step), MAX_NEW_TOKENS)
         mask = rollout.completion_mask
         # 2. score
         with torch.no_grad():
@@ -489,10 +504,9 @@ def ppo_rlhf(beta, steps=PPO_STEPS, seed=SEED):
                 mb, m = subset(rollout, rows), mask[rows]
                 logps = token_log_probs(completion_logits(policy, mb), mb.completion_ids)
                 loss = ppo_clip_loss(logps, old_logps[rows], advantages[rows], m, CLIP_EPS)
-                opt_policy.zero_grad(); loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0); opt_policy.step()
+                optimizer_step(opt_policy, loss, MAX_GRAD_NORM)
                 v_loss = value_loss(completion_values(critic, mb), returns[rows], m)
-                opt_critic.zero_grad(); v_loss.backward(); opt_critic.step()
+                optimizer_step(opt_critic, v_loss, max_grad_norm=None)
                 with torch.no_grad():
                     ratio = torch.exp(logps - old_logps[rows])
                     clipped += (((ratio - 1).abs() > CLIP_EPS).float() * m).sum().item(); counted += m.sum().item()
@@ -505,15 +519,17 @@ def ppo_rlhf(beta, steps=PPO_STEPS, seed=SEED):
     return policy, history
 
 
-def evaluate(policy, n=pick(256, 32)):
-    """Mean learned reward and true annotator score of n fresh reviews (prompts never used in training)."""
-    rollout = sample_completions(policy, tok, review_prompts(n, seed=99), MAX_NEW_TOKENS)
+def evaluate(policy, n=EVAL_REVIEWS):
+    """n fresh reviews (prompts never used in training): their mean learned reward, mean true annotator
+    score, the rank correlation between the two (scale-free), and the texts."""
+    rollout = sample_completions(policy, tok, review_prompts(n, seed=EVAL_PROMPT_SEED), MAX_NEW_TOKENS)
     with torch.no_grad():
-        learned = last_token_scores(reward_model, rollout).mean().item()
-    return learned, sum(annotator_score(t) for t in rollout.texts) / n, rollout.texts
+        learned = last_token_scores(reward_model, rollout).tolist()
+    true = [annotator_score(t) for t in rollout.texts]
+    return sum(learned) / n, sum(true) / n, rank_correlation(learned, true), rollout.texts
 
 
-base_learned, base_true, base_texts = evaluate(policy0)
+base_learned, base_true, base_agreement, base_texts = evaluate(policy0)
 with needs_your_code() as ppo_run:
     policy_kl, hist_kl = ppo_rlhf(beta=KL_BETA)
     policy_nokl, hist_nokl = ppo_rlhf(beta=0.0)
@@ -530,20 +546,23 @@ axes[1].axhline(base_true, ls=":", color="gray", label="pre-trained")
 axes[0].axhline(base_learned, ls=":", color="gray", label="pre-trained")
 axes[0].legend(); axes[1].legend(); plt.tight_layout(); plt.show()
 
-kl_learned, kl_true, kl_texts = evaluate(policy_kl)
-nokl_learned, nokl_true, nokl_texts = evaluate(policy_nokl)
-print(f"{'policy':<18}{'learned reward':>16}{'true score':>12}")
-for name, (lr_, tr_) in [("pre-trained", (base_learned, base_true)), (f"PPO beta={KL_BETA}", (kl_learned, kl_true)),
-                         ("PPO beta=0", (nokl_learned, nokl_true))]:
-    print(f"{name:<18}{lr_:>16.3f}{tr_:>12.3f}")
+kl_learned, kl_true, kl_agreement, kl_texts = evaluate(policy_kl)
+nokl_learned, nokl_true, nokl_agreement, nokl_texts = evaluate(policy_nokl)
+print(f"{'policy':<18}{'learned reward':>16}{'true score':>12}{'rank correlation':>18}")
+for name, (lr_, tr_, rc_) in [("pre-trained", (base_learned, base_true, base_agreement)),
+                              (f"PPO beta={KL_BETA}", (kl_learned, kl_true, kl_agreement)),
+                              ("PPO beta=0", (nokl_learned, nokl_true, nokl_agreement))]:
+    print(f"{name:<18}{lr_:>16.3f}{tr_:>12.3f}{rc_:>18.3f}")
 for name, texts in [("pre-trained", base_texts), (f"PPO beta={KL_BETA}", kl_texts), ("PPO beta=0", nokl_texts)]:
     print(f"\n{name}:"); [print("   ", t) for t in texts[:4]]
-print(f"[result] ppo_true_score_before = {base_true:.3f}")
-print(f"[result] ppo_kl_true_score_after = {kl_true:.3f}")
-print(f"[result] ppo_kl_learned_reward_gain = {kl_learned - base_learned:.3f}")
-print(f"[result] ppo_nokl_true_score_after = {nokl_true:.3f}")
-print(f"[result] ppo_nokl_learned_reward_gain = {nokl_learned - base_learned:.3f}")
-print(f"[result] ppo_hacking_gap = {(nokl_learned - base_learned) - (nokl_true - base_true):.3f}")
+report("true_score_before", base_true)
+report("kl_true_score_after", kl_true)
+report("kl_learned_reward_gain", kl_learned - base_learned)
+report("nokl_true_score_after", nokl_true)
+report("nokl_learned_reward_gain", nokl_learned - base_learned)
+report("rm_annotator_rank_correlation_pretrained", base_agreement)
+report("rm_annotator_rank_correlation_kl", kl_agreement)
+report("rm_annotator_rank_correlation_nokl", nokl_agreement)
 
 # reward hacking over time: where each run's true score peaked (10-step moving average, as plotted)
 # and what the learned reward did after that peak
@@ -552,5 +571,5 @@ for name, hist in [("kl", hist_kl), ("nokl", hist_nokl)]:
     peak = int(true_avg.argmax())
     print(f"beta = {KL_BETA if name == 'kl' else 0}: true score peaked at {true_avg[peak]:.3f} (step {peak + 1}) and "
           f"ended at {true_avg[-1]:.3f}; the learned reward went from {learned_avg[peak]:.3f} to {learned_avg[-1]:.3f}")
-    print(f"[result] ppo_{name}_true_score_fall_from_peak = {true_avg[peak] - true_avg[-1]:.3f}")
-    print(f"[result] ppo_{name}_learned_reward_rise_after_true_peak = {learned_avg[-1] - learned_avg[peak]:.3f}")
+    report(f"{name}_true_score_fall_from_peak", true_avg[peak] - true_avg[-1])
+    report(f"{name}_learned_reward_rise_after_true_peak", learned_avg[-1] - learned_avg[peak])

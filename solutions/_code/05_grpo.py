@@ -35,9 +35,10 @@ import torch
 from tqdm.auto import tqdm
 
 from rlcourse.checks import (check, check_close, check_float, check_no_grad, check_own_function, check_raises,
-                             check_scalar, check_shape, fail, needs_your_code)
-from rlcourse.config import pick
+                             check_scalar, check_shape, needs_your_code)
+from rlcourse.config import Report, pick
 from rlcourse.model import count_parameters, load_policy, seed_everything, set_threads
+from rlcourse.optim import optimizer_step
 from rlcourse.plots import plot_curve
 from rlcourse.problems import HELDOUT_STARTS, load_problems, stops_short
 from rlcourse.reference import sft_loss, token_log_probs
@@ -46,6 +47,7 @@ from rlcourse.rollout import completion_logits, completion_logps, sample_complet
 
 set_threads()
 
+# ---- config: every knob of this notebook ----
 MODEL_NAME = "tiny"
 SEED = 0
 MAX_NEW_TOKENS = 28          # worked solutions are at most 23 tokens
@@ -56,13 +58,23 @@ GROUP_SIZE = pick(8, 4)      # samples per prompt: a batch is PROMPTS_PER_STEP *
 INNER_STEPS = 2              # gradient steps per batch (the second one is off-policy: the ratio and clip matter)
 LR = 2e-4 if MODEL_NAME == "tiny" else 3e-5   # a larger policy needs smaller steps: 3e-5 for course-gpt2 (85.8M)
 CLIP_EPS = 0.2
+MAX_GRAD_NORM = 1.0
 BETA = 0.04                  # KL penalty (k3 estimator) toward the pre-trained policy
 EVAL_EVERY = pick(10, 2)
 N_EVAL = pick(400, 40)       # held-out problems per evaluation (400: all of them)
 
-# the normalisation choices discussed in section 6: flip them and rerun the training cells
-SCALE_BY_STD = True          # False: advantages r - mean(group), no division by the group's std (Dr. GRPO)
+# pass@k (section 7)
+PASSK_PROBLEMS = pick(100, 8)  # held-out problems
+PASSK_SAMPLES = pick(16, 4)    # answers per problem: pass@k for k up to this
+LOW_TEMPERATURE = 0.3          # the pre-trained policy sampled colder: sharpening without training
+PASSK_SEED = SEED + 1
+
+# the choices discussed in section 6: flip them and rerun the training cells
+ADVANTAGES = "group_std"     # "group_std": your group_normalized_advantages (GRPO); "centred": r - mean(group),
+                             # no std (Dr. GRPO); "rloo": your rloo_advantages (leave one out)
 LENGTH_NORM = "sequence"     # "sequence": 1/|o_i| per answer (the lecture); "constant": 1/MAX_NEW_TOKENS (Dr. GRPO)
+
+report = Report("05_grpo")
 
 
 # %% cell 4 training_memory_gb
@@ -222,7 +234,56 @@ check_raises(lambda: group_normalized_advantages(torch.zeros(6), 4), ValueError,
 ### END HIDDEN TESTS
 
 
-# %% cell 17 kl_k3
+# %% cell 17 rloo_advantages
+def rloo_advantages(rewards, group_size):
+    """A_i = r_i - (1/(G-1)) * sum_{j != i} r_j over consecutive groups of G = group_size rows.
+
+    rewards: (B,) with B = n_prompts * G -> (B,); no gradient; G < 2 or G not dividing B raises ValueError.
+    """
+    ### BEGIN SOLUTION
+    if group_size < 2 or rewards.shape[0] % group_size != 0:
+        raise ValueError(f"group_size {group_size} must be at least 2 and divide the batch of {rewards.shape[0]}")
+    groups = rewards.detach().reshape(-1, group_size)
+    others_mean = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others_mean).reshape(-1)
+    ### END SOLUTION
+
+
+# %% cell 18 test_rloo_advantages
+check_own_function(rloo_advantages, "rloo_advantages")
+rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+adv = rloo_advantages(rewards, 4)
+check_shape(adv, (8,), "rloo_advantages(rewards, 4)")
+# group 1: the success against 0, each failure against (1 + 0 + 0) / 3; group 2: against 1/3 and 2/3
+expected = torch.tensor([1.0, -1 / 3, -1 / 3, -1 / 3, 2 / 3, 2 / 3, -2 / 3, -2 / 3])
+check_close(adv, expected, "the leave-one-out advantages", atol=1e-6,
+            hint="each answer's baseline is the mean of the OTHER G - 1 rewards of its group, not of all G.")
+
+
+# %% cell 19 test_rloo_advantages_hidden
+check_own_function(rloo_advantages, "rloo_advantages")
+check_shape(rloo_advantages(torch.tensor([0.0, 1.0]), 2), (2,), "rloo_advantages")
+### BEGIN HIDDEN TESTS
+pair = rloo_advantages(torch.tensor([3.0, 1.0], dtype=torch.float64), 2)
+check_close(pair, torch.tensor([2.0, -2.0], dtype=torch.float64), "the leave-one-out advantages of a group of two",
+            hint="with G = 2 the other answer is the whole baseline: A_1 = r_1 - r_2.")
+r = torch.tensor([0.5, 2.0, -1.0, 4.0, 4.0, 0.0])
+check_close(rloo_advantages(r, 3), (r.reshape(2, 3) - r.reshape(2, 3).mean(1, keepdim=True)).reshape(-1) * 3 / 2,
+            "the leave-one-out advantages of groups of three",
+            hint="leave-one-out equals G / (G - 1) times (r - group mean): divide the others' sum by G - 1, not G.")
+strided = rloo_advantages(torch.tensor([0.0, 0.0, 1.0, 1.0]), 2)
+check_close(strided, torch.zeros(4), "the advantages when every group is uniform but the groups differ",
+            hint="groups are consecutive blocks of group_size rows, not every group_size-th row.")
+g = torch.tensor([1.0, 0.0, 1.0, 0.0], requires_grad=True)
+check(not rloo_advantages(g, 2).requires_grad, "advantages are constants: detach the rewards.")
+check_raises(lambda: rloo_advantages(torch.zeros(4), 1), ValueError,
+             "rloo_advantages with groups of one answer (no other answer to leave in)")
+check_raises(lambda: rloo_advantages(torch.zeros(6), 4), ValueError,
+             "rloo_advantages when group_size does not divide the number of rewards")
+### END HIDDEN TESTS
+
+
+# %% cell 21 kl_k3
 def kl_k3(logps, ref_logps):
     """k3 = exp(x) - x - 1 with x = ref_logps - logps, per token.
 
@@ -239,7 +300,7 @@ def kl_k3(logps, ref_logps):
     ### END SOLUTION
 
 
-# %% cell 18 test_kl_k3
+# %% cell 22 test_kl_k3
 check_own_function(kl_k3, "kl_k3")
 logps = torch.tensor([[0.0, -1.0, -2.0]])
 ref = torch.tensor([[0.0, -2.0, -1.0]])
@@ -253,7 +314,7 @@ a, b = torch.randn(4, 6, generator=g) * 2, torch.randn(4, 6, generator=g) * 2
 check(bool((kl_k3(a, b) >= 0).all()), "k3 should never be negative.")
 
 
-# %% cell 19 test_kl_k3_hidden
+# %% cell 23 test_kl_k3_hidden
 check_own_function(kl_k3, "kl_k3")
 check_shape(kl_k3(torch.zeros(1, 2), torch.zeros(1, 2)), (1, 2), "kl_k3")
 ### BEGIN HIDDEN TESTS
@@ -285,7 +346,30 @@ check_raises(lambda: kl_k3(torch.zeros(2, 3), torch.zeros(3, 2)), ValueError,
 ### END HIDDEN TESTS
 
 
-# %% cell 21 grpo_loss
+# %% cell 25
+z = torch.tensor([0.5, -1.0, 2.0, 0.0, -0.5], dtype=torch.float64, requires_grad=True)   # the policy's logits
+references = {"near": z.detach() + torch.tensor([0.1, -0.1, 0.05, 0.0, 0.1], dtype=torch.float64),
+              "far": torch.tensor([0.0, 3.0, 0.0, 0.0, 0.0], dtype=torch.float64)}   # favours outcome 1, rare under pi
+with needs_your_code():
+    for where, ref_logits in references.items():
+        logp, ref = torch.log_softmax(z, -1), torch.log_softmax(ref_logits, -1)
+        p = logp.exp().detach()                          # sampling weights: constants, like sampled answers
+        x = ref - logp
+        kl_forward = (logp.exp() * (logp - ref)).sum()   # KL(pi_theta || pi_ref)
+        kl_reverse = (ref.exp() * (ref - logp)).sum()    # KL(pi_ref || pi_theta)
+        grad = lambda f: torch.autograd.grad(f, z, retain_graph=True)[0]
+        g_forward, g_reverse = grad(kl_forward), grad(kl_reverse)
+        print(f"reference {where}: KL(pi||ref) = {kl_forward.item():.4f}, KL(ref||pi) = {kl_reverse.item():.4f}")
+        print(f"  {'estimator':<12}{'E[k]':>9}{'|E[grad k] - grad KL(pi||ref)|':>33}{'|E[grad k] - grad KL(ref||pi)|':>33}{'Var[k]':>10}")
+        for name, k in [("k1 = -x", -x), ("k2 = x^2/2", x * x / 2), ("k3 (yours)", kl_k3(logp[None], ref[None])[0])]:
+            mean = (p * k).sum()
+            g = grad(mean)
+            variance = (p * k.detach() ** 2).sum() - mean.detach() ** 2
+            print(f"  {name:<12}{mean.item():>9.4f}{(g - g_forward).norm().item():>33.2e}"
+                  f"{(g - g_reverse).norm().item():>33.2e}{variance.item():>10.2e}")
+
+
+# %% cell 28 grpo_loss
 def grpo_loss(logps, old_logps, ref_logps, advantages, mask, clip_eps=0.2, beta=0.04):
     """GRPO loss = -(1/B) sum_i (1/|o_i|) sum_t mask * [min(rho*A_i, clip(rho, 1-eps, 1+eps)*A_i) - beta*k3_t].
 
@@ -312,8 +396,8 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, clip_eps=0.2, beta=
     ### END SOLUTION
 
 
-# %% cell 22 test_grpo_loss
-check_own_function(grpo_loss, "grpo_loss")
+# %% cell 29 grpo_by_hand
+# course code for the two test cells below: the GRPO objective and its gradient, written out from the formula
 
 def grpo_by_hand(logps, old, ref, adv, mask, eps=0.2, beta=0.04):
     """Plain-Python GRPO objective and its gradient (lists of floats), from the formula."""
@@ -334,6 +418,9 @@ def grpo_by_hand(logps, old, ref, adv, mask, eps=0.2, beta=0.04):
             grad[i][t] = -(d_surrogate - beta * (1 - math.exp(x))) / n / B
     return loss, grad
 
+
+# %% cell 30 test_grpo_loss
+check_own_function(grpo_loss, "grpo_loss")
 
 L = [[-1.0, -0.5, -2.0], [-0.3, -1.2, -0.7]]
 O = [[-1.2, -0.5, -9.0], [-0.3, -1.0, -1.0]]
@@ -352,27 +439,8 @@ check_close(logps.grad, torch.tensor(expected_grad), "the gradient with respect 
             hint="the clipped token (ratio 1.22 > 1.2 with A > 0) should only feel the KL term.")
 
 
-# %% cell 23 test_grpo_loss_hidden
+# %% cell 31 test_grpo_loss_hidden
 check_own_function(grpo_loss, "grpo_loss")
-
-def grpo_by_hand(logps, old, ref, adv, mask, eps=0.2, beta=0.04):
-    """Plain-Python GRPO objective and its gradient (lists of floats), from the formula."""
-    B = len(logps)
-    loss, grad = 0.0, [[0.0] * len(row) for row in logps]
-    for i in range(B):
-        n = sum(mask[i])
-        for t in range(len(logps[i])):
-            if not mask[i][t]:
-                continue
-            rho = math.exp(logps[i][t] - old[i][t])
-            clipped = min(max(rho, 1 - eps), 1 + eps)
-            surrogate = min(rho * adv[i], clipped * adv[i])
-            x = ref[i][t] - logps[i][t]
-            k3 = math.exp(x) - x - 1
-            loss -= (surrogate - beta * k3) / n / B
-            d_surrogate = rho * adv[i] if (rho * adv[i] <= clipped * adv[i] or 1 - eps <= rho <= 1 + eps) else 0.0
-            grad[i][t] = -(d_surrogate - beta * (1 - math.exp(x))) / n / B
-    return loss, grad
 
 check_scalar(grpo_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1), torch.ones(1, 2)), "grpo_loss")
 ### BEGIN HIDDEN TESTS
@@ -413,7 +481,7 @@ check_raises(lambda: grpo_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros
 ### END HIDDEN TESTS
 
 
-# %% cell 25
+# %% cell 33
 train_problems = load_problems("train")
 eval_problems = load_problems("heldout")[:N_EVAL]
 
@@ -441,97 +509,120 @@ def evaluate(policy):
     return correct, sum(map(stops_short, texts)) / len(texts)
 
 
-def train(method, steps=STEPS, seed=SEED):
-    """method: "grpo" or "rft". Returns the policy, the training reward per step, (step, held-out accuracy,
-    share stopping short) and the number of samples drawn."""
+seed_everything(SEED)
+base = evaluate(policy0)
+print(f"pre-trained, on {len(eval_problems)} held-out problems: accuracy {base[0]:.1%}, "
+      f"answers that stop one step short {base[1]:.1%}")
+
+
+def sample_and_score(policy, rng):
+    """Steps 1 and 2 of both methods: GROUP_SIZE answers to each of PROMPTS_PER_STEP training problems
+    (consecutive rows share a problem), scored by your verifiable reward: (rollout, rewards (B,))."""
+    problems = rng.sample(train_problems, PROMPTS_PER_STEP)
+    rollout = sample_completions(policy, tok, [p.prompt for p in problems], MAX_NEW_TOKENS, num_samples=GROUP_SIZE)
+    answers = [p.answer for p in problems for _ in range(GROUP_SIZE)]
+    return rollout, rollout_rewards(rollout, answer_reward, answers)       # rewards on the policy's device
+
+
+def grpo_update(policy, opt, rollout, rewards):
+    """Steps 3 and 4 of GRPO: group-relative advantages, then INNER_STEPS clipped steps on the batch."""
+    mask = rollout.completion_mask
+    # 3. group-relative advantages; the reference's log-probs, once per batch
+    advantages = {"group_std": group_normalized_advantages, "centred": centred_advantages,
+                  "rloo": rloo_advantages}[ADVANTAGES](rewards, GROUP_SIZE)
+    with torch.no_grad():
+        ref_logps = completion_logps(policy0, rollout)
+    # 4. a few clipped steps; the old log-probs are the first step's (the policy has not moved yet)
+    for inner in range(INNER_STEPS):
+        logps = token_log_probs(completion_logits(policy, rollout), rollout.completion_ids)
+        if inner == 0:
+            old_logps = logps.detach()
+        if LENGTH_NORM == "sequence":
+            loss = grpo_loss(logps, old_logps, ref_logps, advantages, mask, CLIP_EPS, BETA)
+        else:
+            loss = constant_length_grpo_loss(logps, old_logps, ref_logps, advantages, mask, CLIP_EPS, BETA)
+        optimizer_step(opt, loss, MAX_GRAD_NORM)
+
+
+def rft_update(policy, opt, rollout, rewards):
+    """Rejection fine-tuning: keep the correct answers, INNER_STEPS SFT steps on them."""
+    keep = torch.nonzero(rewards > 0).squeeze(1)
+    if len(keep) == 0:
+        return
+    kept = subset(rollout, keep)
+    for _ in range(INNER_STEPS):
+        logps = token_log_probs(completion_logits(policy, kept), kept.completion_ids)
+        optimizer_step(opt, sft_loss(logps, kept.completion_mask), MAX_GRAD_NORM)
+
+
+def train(update, name, steps=STEPS, seed=SEED):
+    """The outer loop of both methods: sample, score, update (GRPO's or RFT's), evaluate every EVAL_EVERY steps.
+    Returns the policy and its history: per step the training reward and the share of dead groups (all
+    answers equally rewarded: zero advantage), [(step, held-out accuracy, share stopping short)], samples drawn."""
     seed_everything(seed)
     rng = random.Random(seed)
     policy = copy.deepcopy(policy0)
     for p in policy.parameters():
         p.requires_grad_(True)
     opt = torch.optim.Adam(policy.parameters(), lr=LR)
-    rewards_seen, curve, samples = [], [(0, *base)], 0
-    for step in tqdm(range(1, steps + 1), desc=method.upper()):
-        # 1. sample a group of answers per problem (consecutive rows share a problem)
-        problems = rng.sample(train_problems, PROMPTS_PER_STEP)
-        rollout = sample_completions(policy, tok, [p.prompt for p in problems], MAX_NEW_TOKENS, num_samples=GROUP_SIZE)
-        mask = rollout.completion_mask
-        samples += len(rollout)
-        # 2. score with the verifiable reward
-        answers = [p.answer for p in problems for _ in range(GROUP_SIZE)]
-        rewards = rollout_rewards(rollout, answer_reward, answers)      # (B,) on the policy's device
-        rewards_seen.append(rewards.mean().item())
-        if method == "grpo":
-            # 3. group-relative advantages; old and reference log-probs, once per batch
-            advantages = (group_normalized_advantages(rewards, GROUP_SIZE) if SCALE_BY_STD
-                          else centred_advantages(rewards, GROUP_SIZE))
-            with torch.no_grad():
-                old_logps = completion_logps(policy, rollout)
-                ref_logps = completion_logps(policy0, rollout)
-            # 4. a few clipped steps on the batch
-            for _ in range(INNER_STEPS):
-                logps = token_log_probs(completion_logits(policy, rollout), rollout.completion_ids)
-                if LENGTH_NORM == "sequence":
-                    loss = grpo_loss(logps, old_logps, ref_logps, advantages, mask, CLIP_EPS, BETA)
-                else:
-                    loss = constant_length_grpo_loss(logps, old_logps, ref_logps, advantages, mask, CLIP_EPS, BETA)
-                opt.zero_grad(); loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0); opt.step()
-        else:
-            # RFT: keep the correct answers, SFT on them
-            keep = torch.nonzero(rewards > 0).squeeze(1)
-            if len(keep) > 0:
-                kept = subset(rollout, keep)
-                for _ in range(INNER_STEPS):
-                    logps = token_log_probs(completion_logits(policy, kept), kept.completion_ids)
-                    loss = sft_loss(logps, kept.completion_mask)
-                    opt.zero_grad(); loss.backward()
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0); opt.step()
+    history = {"training reward": [], "dead groups": [], "held-out": [(0, *base)], "samples": 0}
+    for step in tqdm(range(1, steps + 1), desc=name):
+        rollout, rewards = sample_and_score(policy, rng)                   # 1. sample  2. score
+        groups = rewards.reshape(-1, GROUP_SIZE)
+        history["samples"] += len(rollout)
+        history["training reward"].append(rewards.mean().item())
+        history["dead groups"].append((groups.max(1).values == groups.min(1).values).float().mean().item())
+        update(policy, opt, rollout, rewards)                             # 3. advantages  4. update
         if step % EVAL_EVERY == 0 or step == steps:
-            curve.append((step, *evaluate(policy)))
+            history["held-out"].append((step, *evaluate(policy)))
     policy.eval()
-    return policy, rewards_seen, curve, samples
+    return policy, history
 
 
-seed_everything(SEED)
-base = evaluate(policy0)
-print(f"pre-trained, on {len(eval_problems)} held-out problems: accuracy {base[0]:.1%}, "
-      f"answers that stop one step short {base[1]:.1%}")
 with needs_your_code() as grpo_run:
-    grpo_policy, grpo_rewards, grpo_curve, grpo_samples = train("grpo")
-    rft_policy, rft_rewards, rft_curve, rft_samples = train("rft")
+    grpo_policy, grpo_history = train(grpo_update, "GRPO")
+    rft_policy, rft_history = train(rft_update, "RFT")
 
 
-# %% cell 26
+# %% cell 34
 grpo_run.require()
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-plot_curve(axes[0], grpo_rewards, label="GRPO", window=10)
-plot_curve(axes[0], rft_rewards, label="RFT", window=10)
+grpo_curve, rft_curve = grpo_history["held-out"], rft_history["held-out"]
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+for name, history in [("GRPO", grpo_history), ("RFT", rft_history)]:
+    plot_curve(axes[0], history["training reward"], label=name, window=10)
+    plot_curve(axes[2], history["dead groups"], label=name, window=10)
 axes[0].set_xlabel("step"); axes[0].set_ylabel("training reward (fraction correct)"); axes[0].legend()
 for name, curve in [("GRPO", grpo_curve), ("RFT", rft_curve)]:
     x = [s * PROMPTS_PER_STEP * GROUP_SIZE for s, _, _ in curve]
     line, = axes[1].plot(x, [a for _, a, _ in curve], marker="o", label=f"{name}: accuracy")
     axes[1].plot(x, [short for _, _, short in curve], ls="--", color=line.get_color(), label=f"{name}: stops short")
 axes[1].set_xlabel("samples drawn"); axes[1].set_ylabel("share of held-out answers"); axes[1].legend(fontsize=8)
-axes[1].set_title(f"SCALE_BY_STD={SCALE_BY_STD}, LENGTH_NORM={LENGTH_NORM!r}")
+axes[1].set_title(f"ADVANTAGES={ADVANTAGES!r}, LENGTH_NORM={LENGTH_NORM!r}")
+axes[2].set_xlabel("step"); axes[2].set_ylabel(f"groups of {GROUP_SIZE} all right or all wrong"); axes[2].legend()
 plt.tight_layout(); plt.show()
 
-print(f"samples: GRPO {grpo_samples}, RFT {rft_samples}")
+print(f"samples: GRPO {grpo_history['samples']}, RFT {rft_history['samples']}")
 print(f"held-out accuracy: pre-trained {base[0]:.1%}, GRPO {grpo_curve[-1][1]:.1%}, RFT {rft_curve[-1][1]:.1%}")
 print(f"answers that stop short: pre-trained {base[1]:.1%}, GRPO {grpo_curve[-1][2]:.1%}, RFT {rft_curve[-1][2]:.1%}")
+tail = max(1, STEPS // 5)
+dead_start = sum(grpo_history["dead groups"][:tail]) / tail
+dead_end = sum(grpo_history["dead groups"][-tail:]) / tail
+print(f"GRPO's dead groups (no gradient): {dead_start:.0%} of the first {tail} steps' groups, {dead_end:.0%} of the last {tail}'s")
 problem = eval_problems[0]
 print("\n" + problem.prompt)
 print("  GRPO:", sample_completions(grpo_policy, tok, [problem.prompt], MAX_NEW_TOKENS).texts[0], f"(answer {problem.answer})")
-print(f"[result] grpo_heldout_accuracy_before = {base[0]:.3f}")
-print(f"[result] grpo_heldout_accuracy_after = {grpo_curve[-1][1]:.3f}")
-print(f"[result] rft_heldout_accuracy_after = {rft_curve[-1][1]:.3f}")
-print(f"[result] grpo_gain_points = {100 * (grpo_curve[-1][1] - base[0]):.1f}")
-print(f"[result] heldout_stops_short_before = {base[1]:.3f}")
-print(f"[result] grpo_heldout_stops_short_after = {grpo_curve[-1][2]:.3f}")
-print(f"[result] rft_heldout_stops_short_after = {rft_curve[-1][2]:.3f}")
+report("heldout_accuracy_before", base[0])
+report("heldout_accuracy_grpo", grpo_curve[-1][1])
+report("heldout_accuracy_rft", rft_curve[-1][1])
+report("grpo_gain_points", 100 * (grpo_curve[-1][1] - base[0]), ".1f")
+report("stops_short_before", base[1])
+report("stops_short_grpo", grpo_curve[-1][2])
+report("stops_short_rft", rft_curve[-1][2])
+report("grpo_dead_groups_first_steps", dead_start)
+report("grpo_dead_groups_last_steps", dead_end)
 
 
-# %% cell 28
+# %% cell 36
 @torch.no_grad()
 def accuracy_by_kind(policy):
     """Held-out accuracy on unseen templates and on unseen start numbers, and the share of
@@ -558,4 +649,92 @@ for name, row in table.items():
     print(f"{name:<12}" + "".join(f"{value:>18.1%}" for value in row.values()))
 for name, row in table.items():
     for kind, value in row.items():
-        print(f"[result] {name.replace('-', '')}_{kind.replace(' ', '_')} = {value:.3f}".lower())
+        report(f"{name.replace('-', '')}_{kind.replace(' ', '_')}".lower(), value)
+
+
+# %% cell 38 pass_at_k
+def pass_at_k(n, c, k):
+    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k) = 1 - prod_{i=n-c+1}^{n} (1 - k/i).
+
+    Exactly 1.0 when n - c < k; no factorials (fine for n = 1000); k > n, c > n or a negative argument -> ValueError.
+    """
+    ### BEGIN SOLUTION
+    if min(n, c, k) < 0 or k > n or c > n:
+        raise ValueError(f"need 0 <= c <= n and 0 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    none_correct = 1.0
+    for i in range(n - c + 1, n + 1):
+        none_correct *= 1.0 - k / i
+    return float(1.0 - none_correct)
+    ### END SOLUTION
+
+
+# %% cell 39 test_pass_at_k
+check_own_function(pass_at_k, "pass_at_k")
+check_float(pass_at_k(10, 3, 1), 0.3, "pass_at_k(10, 3, 1)", tol=1e-12,
+            hint="pass@1 is the share of correct samples, c / n.")
+check_float(pass_at_k(4, 2, 2), 1 - 1 / 6, "pass_at_k(4, 2, 2)", tol=1e-12,
+            hint="1 - C(n-c, k) / C(n, k) = 1 - C(2, 2) / C(4, 2) = 1 - 1/6: choose k of the n samples, without replacement.")
+check_float(pass_at_k(5, 0, 3), 0.0, "pass_at_k with no correct sample", tol=1e-12)
+
+
+# %% cell 40 test_pass_at_k_hidden
+check_own_function(pass_at_k, "pass_at_k")
+check(0.0 <= pass_at_k(8, 1, 2) <= 1.0, "pass_at_k should be a probability.")
+### BEGIN HIDDEN TESTS
+from fractions import Fraction
+from math import comb
+
+check_float(pass_at_k(10, 3, 4), float(1 - Fraction(comb(7, 4), comb(10, 4))), "pass_at_k for k > 1", tol=1e-12,
+            hint="the estimator chooses k of the n samples without replacement: 1 - C(n-c, k) / C(n, k), "
+                 "not 1 - (1 - c/n)^k.")
+check(pass_at_k(5, 3, 3) == 1.0, "When fewer than k samples are wrong, every choice of k samples holds a correct one: "
+                                 "pass@k is exactly 1.0.")
+check_float(pass_at_k(1000, 10, 100), float(1 - Fraction(comb(990, 100), comb(1000, 100))),
+            "pass_at_k for n = 1000", tol=1e-9,
+            hint="factorials of 1000 overflow a float: use the product of (1 - k/i) for i from n-c+1 to n.")
+check_float(pass_at_k(6, 2, 0), 0.0, "pass_at_k with k = 0", tol=1e-12, hint="no sample drawn, no success: 0.0.")
+check(type(pass_at_k(10, 3, 2)) is float, "pass_at_k should return a Python float.")
+check_raises(lambda: pass_at_k(4, 1, 5), ValueError, "pass_at_k with k larger than n")
+check_raises(lambda: pass_at_k(4, 5, 1), ValueError, "pass_at_k with more correct samples than samples")
+check_raises(lambda: pass_at_k(4, -1, 1), ValueError, "pass_at_k with a negative count")
+### END HIDDEN TESTS
+
+
+# %% cell 42
+grpo_run.require()
+passk_problems = eval_problems[:PASSK_PROBLEMS]
+ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= PASSK_SAMPLES]
+
+
+@torch.no_grad()
+def correct_counts(policy, temperature):
+    """Correct answers out of PASSK_SAMPLES for each problem."""
+    rollout = sample_completions(policy, tok, [p.prompt for p in passk_problems], MAX_NEW_TOKENS,
+                                 temperature=temperature, num_samples=PASSK_SAMPLES)
+    answers = [p.answer for p in passk_problems for _ in range(PASSK_SAMPLES)]
+    return answer_rewards(rollout.texts, answers).reshape(-1, PASSK_SAMPLES).sum(-1).int().tolist()
+
+
+seed_everything(PASSK_SEED)
+arms = {"pre-trained, T = 1": (policy0, 1.0), f"pre-trained, T = {LOW_TEMPERATURE}": (policy0, LOW_TEMPERATURE),
+        "GRPO, T = 1": (grpo_policy, 1.0), "RFT, T = 1": (rft_policy, 1.0)}
+with needs_your_code():
+    curves = {}
+    for name, (policy, temperature) in arms.items():
+        counts = correct_counts(policy, temperature)
+        curves[name] = [sum(pass_at_k(PASSK_SAMPLES, c, k) for c in counts) / len(counts) for k in ks]
+fig, ax = plt.subplots(figsize=(5.5, 3.4))
+for name, values in curves.items():
+    ax.plot(ks, values, marker="o", label=name)
+ax.set_xscale("log", base=2); ax.set_xticks(ks, [str(k) for k in ks])
+ax.set_xlabel("k"); ax.set_ylabel(f"pass@k ({len(passk_problems)} held-out problems)"); ax.legend(fontsize=8)
+plt.show()
+print(f"{'':24s}" + "".join(f"{'pass@' + str(k):>10s}" for k in ks))
+for name, values in curves.items():
+    print(f"{name:24s}" + "".join(f"{v:>10.1%}" for v in values))
+for name, values in curves.items():
+    arm = name.split(",")[0].replace("-", "").lower() + ("_low_t" if "T = 1" not in name else "")
+    report(f"pass_at_1_{arm}", values[0])
+    report(f"pass_at_{ks[-1]}_{arm}", values[-1])

@@ -34,27 +34,39 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rlcourse.cafe import annotator_ranking, annotator_score, review_prompts
-from rlcourse.checks import (check, check_close, check_no_grad, check_own_function, check_raises, check_scalar,
-                             check_shape, fail, needs_your_code)
-from rlcourse.config import pick
+from rlcourse.checks import (check_close, check_no_grad, check_own_function, check_raises, check_scalar,
+                             needs_your_code)
+from rlcourse.config import Report, pick
 from rlcourse.model import load_policy, seed_everything, set_threads
-from rlcourse.plots import moving_average, plot_curve
+from rlcourse.optim import optimizer_step
+from rlcourse.plots import plot_curve
 from rlcourse.reference import ranking_to_pairs, sequence_log_prob, token_log_probs
-from rlcourse.rollout import completion_logits, preference_pairs, sample_completions, subset
+from rlcourse.rollout import completion_logits, map_chunks, preference_pairs, sample_completions, subset
 
 set_threads()
 
+# ---- config: every knob of this notebook ----
 MODEL_NAME = "tiny"
 SEED = 0
+WINRATE_PROMPT_SEED = 123      # the win-rate evaluation's prompts (never the training data's)
 MAX_NEW_TOKENS = 32
 
-PAIR_PROMPTS = pick(300, 16)   # prompts; 4 sampled reviews each, ranked once by the annotator (offline data)
+PAIR_PROMPTS = pick(300, 16)   # prompts; GROUP_SIZE sampled reviews each, ranked once by the annotator (offline data)
+GROUP_SIZE = 4                 # reviews the annotator ranks at once
 STEPS = pick(75, 2)            # optimiser steps per method (about 1.4 passes over the pairs)
 PAIR_BATCH = pick(32, 8)       # preference pairs per step
 LR = 1e-4
+MAX_GRAD_NORM = 1.0
 DPO_BETA = 0.1
 SIMPO_BETA, SIMPO_GAMMA = 2.0, 0.5
 N_WINRATE = pick(400, 32)      # prompts for the win-rate evaluation
+OVERTRAIN_STEPS = pick(75, 2)  # DPO keeps training this many steps past STEPS, to watch over-optimisation
+EVAL_EVERY = pick(25, 2)       # steps between the annotator's evaluations during that run
+EVAL_PROMPT_SEED = 99          # notebook 04's evaluation prompts, so that the true scores compare
+EVAL_REVIEWS = pick(256, 32)   # as many as notebook 04 evaluates
+REFERENCE_EVAL_SEED = EVAL_PROMPT_SEED + 1   # sampling the reference's own reviews of those prompts
+
+report = Report("06_dpo")
 
 
 # %% cell 4 dpo_loss
@@ -178,21 +190,18 @@ policy0, tok = load_policy(MODEL_NAME)
 for p in policy0.parameters():
     p.requires_grad_(False)
 
-GROUP = 4
-data = sample_completions(policy0, tok, review_prompts(PAIR_PROMPTS, seed=SEED), MAX_NEW_TOKENS, num_samples=GROUP)
-rankings = [annotator_ranking(data.texts[g * GROUP:(g + 1) * GROUP]) for g in range(PAIR_PROMPTS)]
-chosen_rows, rejected_rows = preference_pairs(rankings, GROUP, ranking_to_pairs, device=data.device)   # (N,) rows of data
+data = sample_completions(policy0, tok, review_prompts(PAIR_PROMPTS, seed=SEED), MAX_NEW_TOKENS, num_samples=GROUP_SIZE)
+rankings = [annotator_ranking(data.texts[g:g + GROUP_SIZE]) for g in range(0, len(data), GROUP_SIZE)]
+chosen_rows, rejected_rows = preference_pairs(rankings, GROUP_SIZE, ranking_to_pairs, device=data.device)   # (N,) rows of data
 
 
-def sequence_logps(model, rows):
-    """log pi(y|x) of the given rows of the data (N,)."""
-    batch = subset(data, rows)
+def sequence_logps(model, batch):
+    """log pi(y|x) of every row of a batch: (N,)."""
     return sequence_log_prob(token_log_probs(completion_logits(model, batch), batch.completion_ids), batch.completion_mask)
 
 
 with torch.no_grad():
-    ref_logps = torch.cat([sequence_logps(policy0, range(i, min(i + 256, len(data))))
-                           for i in range(0, len(data), 256)])
+    ref_logps = map_chunks(lambda chunk: sequence_logps(policy0, chunk), data)      # (len(data),), computed once
 lengths = data.completion_mask.sum(-1)
 w, l = chosen_rows[0].item(), rejected_rows[0].item()
 print(f"{len(chosen_rows)} preference pairs from {PAIR_PROMPTS} prompts; for example")
@@ -201,61 +210,94 @@ print(f"  rejected ({annotator_score(data.texts[l]):+.2f}): {data.texts[l]}")
 
 
 # %% cell 14
-def train(method, steps=STEPS, seed=SEED):
+def dpo_pair_loss(pc, pr, chosen, rejected):
+    """DPO: the policy's log-probs of each pair against the reference's (computed once, above)."""
+    return dpo_loss(pc, pr, ref_logps[chosen], ref_logps[rejected], beta=DPO_BETA)
+
+
+def simpo_pair_loss(pc, pr, chosen, rejected):
+    """SimPO: log-probs divided by the lengths, a margin gamma, no reference."""
+    return simpo_loss(pc, pr, lengths[chosen], lengths[rejected], beta=SIMPO_BETA, gamma=SIMPO_GAMMA)
+
+
+eval_prompts = review_prompts(EVAL_REVIEWS, seed=EVAL_PROMPT_SEED)
+seed_everything(REFERENCE_EVAL_SEED)
+reference_eval_scores = [annotator_score(t) for t in sample_completions(policy0, tok, eval_prompts, MAX_NEW_TOKENS).texts]
+
+
+def annotator_eval(policy):
+    """The annotator's mean score of the policy's reviews of notebook 04's evaluation prompts, and their win
+    rate against the reference's reviews of the same prompts (a tie counts a half)."""
+    seed_everything(EVAL_PROMPT_SEED)
+    scores = [annotator_score(t) for t in sample_completions(policy, tok, eval_prompts, MAX_NEW_TOKENS).texts]
+    wins = sum((a > b) + 0.5 * (a == b) for a, b in zip(scores, reference_eval_scores))
+    return sum(scores) / len(scores), wins / len(scores)
+
+
+def train(pair_loss, name, steps=STEPS, seed=SEED, extra_steps=0):
+    """Offline preference optimisation: minimise pair_loss on random batches of the fixed pairs.
+    Returns (a copy of) the policy after `steps` steps and the history. With extra_steps the run goes on
+    past `steps`, and the annotator evaluates the policy every EVAL_EVERY steps."""
     seed_everything(seed)
     policy = copy.deepcopy(policy0)
     for p in policy.parameters():
         p.requires_grad_(True)
     policy.train()
     opt = torch.optim.Adam(policy.parameters(), lr=LR)
-    history = {"loss": [], "chosen log-ratio": [], "rejected log-ratio": [], "pair accuracy": []}
+    history = {"loss": [], "chosen log-ratio": [], "rejected log-ratio": [], "pair accuracy": [],
+               "annotator": [(0, *annotator_eval(policy0))] if extra_steps else []}
     gen = torch.Generator().manual_seed(seed)
-    for step in tqdm(range(steps), desc=method):
+    for step in tqdm(range(steps + extra_steps), desc=name):
+        # 1. a batch of pairs from the offline data
         idx = torch.randint(len(chosen_rows), (PAIR_BATCH,), generator=gen)
-        cw, rj = chosen_rows[idx], rejected_rows[idx]
-        logps = sequence_logps(policy, torch.cat([cw, rj]))
+        chosen, rejected = chosen_rows[idx], rejected_rows[idx]
+        # 2. the policy's log-probs of the chosen and the rejected reviews
+        logps = sequence_logps(policy, subset(data, torch.cat([chosen, rejected])))
         pc, pr = logps[:PAIR_BATCH], logps[PAIR_BATCH:]
-        if method == "DPO":
-            loss = dpo_loss(pc, pr, ref_logps[cw], ref_logps[rj], beta=DPO_BETA)
-        else:
-            loss = simpo_loss(pc, pr, lengths[cw], lengths[rj], beta=SIMPO_BETA, gamma=SIMPO_GAMMA)
-        opt.zero_grad(); loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0); opt.step()
+        # 3. the pair loss  4. step
+        loss = pair_loss(pc, pr, chosen, rejected)
+        optimizer_step(opt, loss, MAX_GRAD_NORM)
         with torch.no_grad():
+            chosen_ratio, rejected_ratio = pc - ref_logps[chosen], pr - ref_logps[rejected]
             history["loss"].append(loss.item())
-            history["chosen log-ratio"].append((pc - ref_logps[cw]).mean().item())
-            history["rejected log-ratio"].append((pr - ref_logps[rj]).mean().item())
-            history["pair accuracy"].append(((pc - ref_logps[cw]) > (pr - ref_logps[rj])).float().mean().item())
-    policy.eval()
-    return policy, history
+            history["chosen log-ratio"].append(chosen_ratio.mean().item())
+            history["rejected log-ratio"].append(rejected_ratio.mean().item())
+            history["pair accuracy"].append((chosen_ratio > rejected_ratio).float().mean().item())
+        if extra_steps and (step + 1) % EVAL_EVERY == 0:
+            policy.eval()
+            history["annotator"].append((step + 1, *annotator_eval(policy)))
+            policy.train()
+        if step + 1 == steps:
+            kept = copy.deepcopy(policy).eval()
+    return kept, history
 
 
 with needs_your_code() as preference_run:
-    dpo_policy, dpo_hist = train("DPO")
-    simpo_policy, simpo_hist = train("SimPO")
+    dpo_policy, dpo_hist = train(dpo_pair_loss, "DPO", extra_steps=OVERTRAIN_STEPS)
+    simpo_policy, simpo_hist = train(simpo_pair_loss, "SimPO")
 
 
 # %% cell 15
 preference_run.require()
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
 for ax, (name, hist) in zip(axes[:2], [("DPO", dpo_hist), ("SimPO", simpo_hist)]):
-    plot_curve(ax, hist["chosen log-ratio"], label="chosen", color="tab:green")
-    plot_curve(ax, hist["rejected log-ratio"], label="rejected", color="tab:red")
+    plot_curve(ax, hist["chosen log-ratio"][:STEPS], label="chosen", color="tab:green")
+    plot_curve(ax, hist["rejected log-ratio"][:STEPS], label="rejected", color="tab:red")
     ax.axhline(0, color="gray", lw=0.5)
     ax.set_title(f"{name}: log pi(y) - log pi_ref(y)"); ax.set_xlabel("step"); ax.legend()
-plot_curve(axes[2], dpo_hist["loss"], label="DPO"); plot_curve(axes[2], simpo_hist["loss"], label="SimPO")
+plot_curve(axes[2], dpo_hist["loss"][:STEPS], label="DPO"); plot_curve(axes[2], simpo_hist["loss"], label="SimPO")
 axes[2].set_title("loss"); axes[2].set_xlabel("step"); axes[2].legend()
 plt.tight_layout(); plt.show()
 tail = max(1, STEPS // 10)
-print(f"DPO, last {tail} steps: chosen log-ratio {sum(dpo_hist['chosen log-ratio'][-tail:]) / tail:+.2f}, "
-      f"rejected log-ratio {sum(dpo_hist['rejected log-ratio'][-tail:]) / tail:+.2f}")
+print(f"DPO, steps {STEPS - tail + 1}-{STEPS}: chosen log-ratio {sum(dpo_hist['chosen log-ratio'][STEPS - tail:STEPS]) / tail:+.2f}, "
+      f"rejected log-ratio {sum(dpo_hist['rejected log-ratio'][STEPS - tail:STEPS]) / tail:+.2f}")
 
 
 # %% cell 17
 preference_run.require()
 
 
-def win_rate(policy, n=N_WINRATE, seed=123):
+def win_rate(policy, n=N_WINRATE, seed=WINRATE_PROMPT_SEED):
     prompts = review_prompts(n, seed=seed)
     seed_everything(seed)
     new = sample_completions(policy, tok, prompts, MAX_NEW_TOKENS).texts
@@ -271,7 +313,30 @@ print(f"annotator win rate vs the reference: DPO {dpo_win:.1%}, SimPO {simpo_win
 print(f"mean annotator score: reference {ref_score:.3f}, DPO {dpo_score:.3f}, SimPO {simpo_score:.3f}")
 for t in dpo_texts[:5]:
     print("   DPO:", t)
-print(f"[result] dpo_win_rate = {dpo_win:.3f}")
-print(f"[result] simpo_win_rate = {simpo_win:.3f}")
-print(f"[result] dpo_true_score = {dpo_score:.3f}")
-print(f"[result] reference_true_score = {ref_score:.3f}")
+report("dpo_win_rate", dpo_win)
+report("simpo_win_rate", simpo_win)
+report("dpo_true_score", dpo_score)
+report("reference_true_score", ref_score)
+
+
+# %% cell 19
+preference_run.require()
+steps, true_scores, win_rates = zip(*dpo_hist["annotator"])
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
+axes[0].plot(steps, true_scores, marker="o"); axes[0].set_ylabel("mean annotator score")
+axes[1].plot(steps, win_rates, marker="o"); axes[1].set_ylabel("win rate vs the reference")
+axes[1].axhline(0.5, color="gray", lw=0.5)
+for ax in axes:
+    ax.axvline(STEPS, color="k", ls=":", lw=1, label=f"STEPS = {STEPS} (the policy used above)")
+    ax.set_xlabel("DPO step"); ax.legend(fontsize=8)
+plt.tight_layout(); plt.show()
+for step, score, win in dpo_hist["annotator"]:
+    print(f"step {step:4d}: mean annotator score {score:+.3f}, win rate {win:.1%}")
+best = max(dpo_hist["annotator"], key=lambda row: row[1])
+print(f"best mean score at step {best[0]}; at the last step ({steps[-1]}) {true_scores[-1]:+.3f}")
+at_steps = [row for row in dpo_hist["annotator"] if row[0] == STEPS]
+if at_steps:
+    report("dpo_eval_true_score", at_steps[0][1])   # same prompts and count as 04_ppo_rlhf_kl_true_score_after
+report("dpo_eval_true_score_best", best[1])
+report("dpo_eval_true_score_last", true_scores[-1])
+report("dpo_eval_win_rate_last", win_rates[-1])
