@@ -18,6 +18,7 @@ on the policy's device.
 """
 from __future__ import annotations
 
+import inspect
 import re
 
 import torch
@@ -204,6 +205,8 @@ def tool_rollout(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
     alive = [True] * B
     was_training = model.training
     model.eval()
+    # transformers renamed past_key_values to cache (5.x); older versions and stand-in models take the old name
+    cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=position_ids_from_mask(attention),
                 use_cache=True)
     for _ in range(max_new_tokens):
@@ -241,8 +244,9 @@ def tool_rollout(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
         step = torch.tensor(step_ids, device=device).unsqueeze(1)
         attention = torch.cat([attention, torch.tensor(step_real, device=device).unsqueeze(1)], dim=1)
         position = (attention.sum(-1, keepdim=True) - 1).clamp(min=0)
-        out = model(input_ids=step, attention_mask=attention, position_ids=position,
-                    past_key_values=out.past_key_values, use_cache=True)
+        cache = getattr(out, "cache", None)
+        out = model(input_ids=step, attention_mask=attention, position_ids=position, use_cache=True,
+                    **{cache_name: cache if cache is not None else out.past_key_values})
     model.train(was_training)
     width = max(1, max(map(len, tokens)))
 

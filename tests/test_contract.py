@@ -24,9 +24,6 @@ from rlcourse import contract  # noqa: E402
 PENDING = {
     "rloo_advantages": "issue 11",    # 05 GRPO
     "pass_at_k": "issue 11",          # 05 GRPO
-    "action_mask": "issue 12",        # 07 Agents (notebook 07 does not exist yet)
-    "abstain_reward": "issue 12",     # 07
-    "abstain_threshold": "issue 12",  # 07
 }
 
 SECTIONS = contract.load()
