@@ -217,3 +217,16 @@ def stops_short(completion: str) -> bool:
     stated = re.search(r"The answer is (-?\d+)", completion)
     return (stated is not None and len(results) >= 2
             and int(stated.group(1)) == int(results[-2]) != int(results[-1]))
+
+
+def solution_steps(problem: WordProblem) -> list[tuple[str, int]]:
+    """The correct solution's steps as ``(expression, result)``, from the problem's own operations.
+
+    ``10 / 2 = 5. 5 - 1 = 4.`` -> ``[("10 / 2", 5), ("5 - 1", 4)]`` (notebook 07 writes them as calculator calls).
+    """
+    x, steps = problem.start, []
+    for op, k in zip(problem.ops, _recover_ks(problem)):
+        y, step = _apply(op, x, k)
+        steps.append((step.rsplit(" = ", 1)[0], y))
+        x = y
+    return steps

@@ -258,3 +258,33 @@ def simpo_loss(policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejec
     pc, pr = _float(policy_chosen_logps), _float(policy_rejected_logps)
     margin = beta * pc / chosen_lengths.to(pc.dtype) - beta * pr / rejected_lengths.to(pr.dtype) - gamma
     return -F.logsigmoid(margin).mean()
+
+
+# ----------------------------------------------------------------------------- 07
+ABSTAIN_PHRASE = "I don't know"
+
+
+def action_mask(completion_mask, env_mask):
+    """completion_mask * (1 - env_mask): 1 on the policy's own tokens, 0 on tool output and padding."""
+    if tuple(completion_mask.shape) != tuple(env_mask.shape):
+        raise ValueError(f"completion_mask {tuple(completion_mask.shape)} and env_mask {tuple(env_mask.shape)} "
+                         "must have the same shape")
+    dtype = torch.promote_types(completion_mask.dtype, env_mask.dtype)
+    dtype = dtype if dtype.is_floating_point else torch.float32
+    return completion_mask.to(dtype) * (1 - env_mask.to(dtype))
+
+
+def abstain_reward(completion: str, answer: int, wrong_penalty: float = 1.0) -> float:
+    """0.0 if the last line abstains, 1.0 if the last integer is the answer, else -wrong_penalty."""
+    lines = completion.strip().splitlines()
+    if lines and ABSTAIN_PHRASE in lines[-1]:
+        return 0.0
+    last = last_integer(completion)
+    return 1.0 if last is not None and last == int(answer) else -float(wrong_penalty)
+
+
+def abstain_threshold(wrong_penalty):
+    """w / (1 + w): answer when P(correct) is above it, abstain when below."""
+    if wrong_penalty < 0:
+        raise ValueError(f"wrong_penalty must be >= 0, not {wrong_penalty}")
+    return float(wrong_penalty / (1 + wrong_penalty))

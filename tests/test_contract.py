@@ -22,9 +22,6 @@ from rlcourse import contract  # noqa: E402
 # exceptions: a row implemented while still listed here, or listed here but gone from the contract,
 # fails test_pending_rows_are_pending; remove a row from this list in the commit that implements it.
 PENDING = {
-    "action_mask": "issue 12",        # 07 Agents (notebook 07 does not exist yet)
-    "abstain_reward": "issue 12",     # 07
-    "abstain_threshold": "issue 12",  # 07
 }
 
 SECTIONS = contract.load()
