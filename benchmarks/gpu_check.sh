@@ -3,7 +3,7 @@
 # runtime packages installed (torch, transformers, tokenizers, safetensors, numpy, matplotlib, tqdm;
 # no Jupyter, nbgrader, nbformat or nbclient), offline. From the repository root:
 #
-#   bash benchmarks/gpu_check.sh                        # device checks + all seven notebooks, full mode
+#   bash benchmarks/gpu_check.sh                        # device checks + every notebook, full mode
 #   bash benchmarks/gpu_check.sh 04_ppo_rlhf 05_grpo    # some notebooks
 #   bash benchmarks/gpu_check.sh --reduced              # reduced mode (a few steps per loop)
 #   bash benchmarks/gpu_check.sh --allow-cpu --reduced  # try it out on a machine without a GPU
