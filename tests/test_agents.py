@@ -218,10 +218,16 @@ class CallingGPT2(torch.nn.Module):
         super().__init__()
         self.lm, self.equals_id, self.question_id, self.bonus = lm, equals_id, question_id, bonus
 
-    def forward(self, input_ids, **kwargs):
-        out = self.lm(input_ids=input_ids, **kwargs)
+    def forward(self, input_ids, logits_to_keep=0, **kwargs):
+        out = self.lm(input_ids=input_ids, logits_to_keep=logits_to_keep, **kwargs)
+        after_equals = (input_ids == self.equals_id).float()
+        # the positions whose logits came back: all (0), the last k (an int), or the given indices (a tensor)
+        if isinstance(logits_to_keep, torch.Tensor):
+            after_equals = after_equals[:, logits_to_keep]
+        elif logits_to_keep:
+            after_equals = after_equals[:, -logits_to_keep:]
         logits = out.logits.clone()
-        logits[..., self.question_id] += self.bonus * (input_ids == self.equals_id).float()
+        logits[..., self.question_id] += self.bonus * after_equals
         out.logits = logits
         return out
 
