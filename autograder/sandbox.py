@@ -101,7 +101,11 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
            "PYTHONWARNINGS": "ignore", "LANG": "C.UTF-8", "NBGRADER_EXECUTION": "autograde",
            "USER": "student", "LOGNAME": "student"}
     if no_sandbox:  # no namespaces; as root, at least another user than the grader's
-        env.update(PYTHONPATH=str(root), HOME=str(root.parent), MPLCONFIGDIR=str(root.parent / ".mpl"))
+        home = root.parent / f"home-{int(uid)}"  # one per worker's uid: parallel workers share no writable folder
+        home.mkdir(mode=0o700, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(home, int(uid), int(uid))
+        env.update(PYTHONPATH=str(root), HOME=str(home), MPLCONFIGDIR=str(home / ".mpl"))
         reachable = all(_reachable_by_others(p) for p in (python.resolve(), root / "student_server.py"))
         drop = ["/usr/bin/setpriv", f"--reuid={int(uid)}", f"--regid={int(uid)}", "--clear-groups",
                 "--inh-caps=-all", "--no-new-privs"] \
