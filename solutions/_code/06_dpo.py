@@ -225,13 +225,17 @@ seed_everything(REFERENCE_EVAL_SEED)
 reference_eval_scores = [annotator_score(t) for t in sample_completions(policy0, tok, eval_prompts, MAX_NEW_TOKENS).texts]
 
 
+def win_share(new_scores, old_scores):
+    """Share of pairs the annotator scores higher for the new text (a tie counts a half)."""
+    return sum((a > b) + 0.5 * (a == b) for a, b in zip(new_scores, old_scores)) / len(new_scores)
+
+
 def annotator_eval(policy):
     """The annotator's mean score of the policy's reviews of notebook 04's evaluation prompts, and their win
     rate against the reference's reviews of the same prompts (a tie counts a half)."""
     seed_everything(EVAL_PROMPT_SEED)
     scores = [annotator_score(t) for t in sample_completions(policy, tok, eval_prompts, MAX_NEW_TOKENS).texts]
-    wins = sum((a > b) + 0.5 * (a == b) for a, b in zip(scores, reference_eval_scores))
-    return sum(scores) / len(scores), wins / len(scores)
+    return sum(scores) / len(scores), win_share(scores, reference_eval_scores)
 
 
 def train(pair_loss, name, steps=STEPS, seed=SEED, extra_steps=0):
@@ -302,9 +306,8 @@ def win_rate(policy, n=N_WINRATE, seed=WINRATE_PROMPT_SEED):
     seed_everything(seed)
     new = sample_completions(policy, tok, prompts, MAX_NEW_TOKENS).texts
     old = sample_completions(policy0, tok, prompts, MAX_NEW_TOKENS).texts
-    wins = sum((annotator_score(a) > annotator_score(b)) + 0.5 * (annotator_score(a) == annotator_score(b))
-               for a, b in zip(new, old))
-    return wins / n, sum(map(annotator_score, new)) / n, sum(map(annotator_score, old)) / n, new
+    new_scores, old_scores = [annotator_score(t) for t in new], [annotator_score(t) for t in old]
+    return win_share(new_scores, old_scores), sum(new_scores) / n, sum(old_scores) / n, new
 
 
 dpo_win, dpo_score, ref_score, dpo_texts = win_rate(dpo_policy)
