@@ -4,6 +4,14 @@
 ``load_policy("gpt2")`` or ``load_policy("distilgpt2")`` load the Hub models through the same
 ``from_pretrained`` call (needs network, meant for Colab/GPU); a local folder path works too.
 
+A Hub model has never seen the course's text (its worked answers end "The answer is 4.", its reviews
+are the café's), so on the word problems every answer it samples is wrong and every GRPO group is
+dead. ``load_policy`` therefore gives a Hub model the course's short warm start
+(``rlcourse.pretrain.warm_start``, ``WARM_START_STEPS`` next-token steps on the pre-training mix) the
+first time, saves the result in ``data/<name>-warm/`` and loads that copy from then on, so that the
+policy and its reference, in every notebook, start from the same weights. ``warm_start=False`` loads
+the Hub weights as they are; ``warm_start=True`` warm-starts a local folder too.
+
 Every policy comes with its dropout off (Hub GPT-2 has 0.1): in RL the policy that sampled a batch
 and the policy being trained must compute the same log-probs, so that at the first PPO or GRPO step
 the ratio is exactly 1 and the KL to the reference exactly 0. ``load_policy(..., dropout=True)``
@@ -145,23 +153,57 @@ def fuse_activations(model):
     return model
 
 
-def load_policy(name: str = "tiny", device: str | torch.device | None = None, dropout: bool = False):
-    """``(model, tokenizer)`` for a policy name: ``"tiny"`` (default), a Hub id, or a local folder.
+WARM_START_STEPS = 300  # a Hub model's warm start on the course's text (rlcourse.pretrain.warm_start)
 
-    The model is on ``device`` (default: CUDA when present), in eval mode, with its dropout off
-    unless ``dropout=True`` and its activation computed by one fused kernel (see the module's docstring).
-    """
+
+def warm_folder(name: str) -> Path:
+    """Where the warm-started copy of ``name`` is kept: ``data/<name>-warm`` (``<folder name>-warm`` for a path)."""
+    return paths.DATA_DIR / f"{Path(name).name}-warm"
+
+
+def _from_pretrained(name: str, source: str):
     from transformers import AutoModelForCausalLM
 
-    source = resolve_model(name)
-    tokenizer = load_tokenizer(name)
     try:
         with _quiet_loading():
-            model = AutoModelForCausalLM.from_pretrained(source)
+            return AutoModelForCausalLM.from_pretrained(source)
     except OSError as exc:
         if name in HUB_MODELS:
             raise _offline_error(name, exc) from exc
         raise
+
+
+def _warm_copy(name: str, tokenizer, device) -> Path:
+    """The folder of ``name``'s warm-started copy, made (once, on ``device``) when it is missing."""
+    folder = warm_folder(name)
+    if (folder / "model.safetensors").exists():
+        return folder
+    from .pretrain import warm_start
+
+    model = fuse_activations(_from_pretrained(name, resolve_model(name))).to(get_device(device))
+    print(f"{name} has never seen the course's text: warm start on the course's corpus "
+          f"({WARM_START_STEPS} steps, once; saved in {folder})", flush=True)
+    warm_start(model, tokenizer, steps=WARM_START_STEPS)
+    partial = folder.with_name(folder.name + ".partial")
+    model.cpu().save_pretrained(partial, safe_serialization=True)
+    partial.replace(folder)  # a run stopped half-way leaves no half-written copy behind
+    return folder
+
+
+def load_policy(name: str = "tiny", device: str | torch.device | None = None, dropout: bool = False,
+                warm_start: bool | None = None):
+    """``(model, tokenizer)`` for a policy name: ``"tiny"`` (default), a Hub id, or a local folder.
+
+    The model is on ``device`` (default: CUDA when present), in eval mode, with its dropout off
+    unless ``dropout=True`` and its activation computed by one fused kernel (see the module's docstring).
+    A Hub model (``warm_start=None`` means: for Hub models) comes warm-started on the course's text,
+    from the copy in ``warm_folder(name)``, made the first time.
+    """
+    source = resolve_model(name)
+    tokenizer = load_tokenizer(name)
+    if warm_start if warm_start is not None else name in HUB_MODELS:
+        source = str(_warm_copy(name, tokenizer, device))
+    model = _from_pretrained(name, source)
     if not dropout:
         without_dropout(model)
     fuse_activations(model)

@@ -154,3 +154,34 @@ def test_warm_start_teaches_the_course_format_in_place(hub_like):
     assert any(not torch.equal(b, p) for b, p in zip(before, policy.parameters()))
     assert next(policy.parameters()).device == before[0].device
     assert loss_after < loss_before, (loss_before, loss_after)
+
+
+def test_hub_models_come_warm_started_once_from_a_saved_copy(hub_like, tmp_path, monkeypatch, capsys):
+    """load_policy gives a Hub model (here: the fixture, listed as one) the course's warm start the first
+    time, saves it under data/<name>-warm, and loads that copy afterwards: policy and reference agree."""
+    import rlcourse.model as model_module
+    import rlcourse.pretrain as pretrain_module
+    from rlcourse import paths
+
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(model_module, "HUB_MODELS", (hub_like,))
+    monkeypatch.setattr(model_module, "WARM_START_STEPS", 4)
+    raw, _ = load_policy(hub_like, warm_start=False)
+    assert not model_module.warm_folder(hub_like).exists()
+
+    policy, tok = load_policy(hub_like)  # the default for a Hub model: warm-started
+    assert "warm start" in capsys.readouterr().out
+    folder = model_module.warm_folder(hub_like)
+    assert folder.parent == tmp_path and (folder / "model.safetensors").exists()
+    assert any(not torch.equal(a, b) for a, b in zip(raw.parameters(), policy.parameters())), "no warm start happened"
+    assert tok.pad_token_id == tok.eos_token_id
+    assert all(m.p == 0.0 for m in policy.modules() if isinstance(m, torch.nn.Dropout))
+
+    def no_second_warm_start(*args, **kwargs):
+        raise AssertionError("the saved warm-started copy should be loaded, not trained again")
+
+    monkeypatch.setattr(pretrain_module, "warm_start", no_second_warm_start)
+    reference, _ = load_policy(hub_like)
+    assert all(torch.equal(a, b) for a, b in zip(policy.parameters(), reference.parameters()))
+    with_dropout, _ = load_policy(hub_like, dropout=True)  # the copy keeps the Hub model's own dropout setting
+    assert with_dropout.config.resid_pdrop == HUB_DROPOUT

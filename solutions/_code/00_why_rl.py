@@ -44,7 +44,7 @@ from rlcourse.rollout import batch_from_texts, completion_logits, sample_complet
 set_threads()
 
 # ---- config: every knob of this notebook ----
-MODEL_NAME = "tiny"          # or "course-gpt2" once built on a GPU (README, "On a GPU")
+MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "distilgpt2": README, "On a GPU"
 SEED = 0
 RFT_SEED = SEED + 1          # which training problems rejection fine-tuning samples
 MAX_NEW_TOKENS = 32          # answer length cap

@@ -39,7 +39,7 @@ from rlcourse.rollout import completion_logits, sample_completions
 set_threads()
 
 # ---- config: every knob of this notebook ----
-MODEL_NAME = "tiny"
+MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "distilgpt2": README, "On a GPU"
 SEED = 0
 NUM_REVIEWS = 6              # trajectories to look at
 MAX_NEW_TOKENS = 24

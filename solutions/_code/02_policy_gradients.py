@@ -46,7 +46,7 @@ from rlcourse.rollout import completion_logits, sample_completions
 set_threads()
 
 # ---- config: every knob of this notebook ----
-MODEL_NAME = "tiny"
+MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "distilgpt2": README, "On a GPU"
 SEED = 0
 VARIANCE_SEED = SEED                  # generator seeds VARIANCE_SEED, +1, ... for the repeated estimates
 TRAIN_PROMPT_SEED = SEED              # step k draws its reviews' prompts with seed TRAIN_PROMPT_SEED + k

@@ -45,7 +45,7 @@ from rlcourse.rollout import completion_logits, completion_values, sample_comple
 set_threads()
 
 # ---- config: every knob of this notebook ----
-MODEL_NAME = "tiny"
+MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "distilgpt2": README, "On a GPU"
 SEED = 0
 WARMUP_PROMPT_SEED = SEED           # critic warm-up step k: prompts with seed WARMUP_PROMPT_SEED + k
 VARIANCE_PROMPT_SEED = 1_000        # gradient sample k: seed VARIANCE_PROMPT_SEED + k

@@ -49,7 +49,7 @@ from rlcourse.rollout import (completion_logits, completion_logps, completion_va
 set_threads()
 
 # ---- config: every knob of this notebook ----
-MODEL_NAME = "tiny"        # "gpt2" / "distilgpt2" work too on Colab (slower)
+MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "distilgpt2": README, "On a GPU"
 SEED = 0
 TRAIN_PROMPT_SEED = 10_000     # PPO step k samples prompts with seed TRAIN_PROMPT_SEED + k
 EVAL_PROMPT_SEED = 99          # the evaluation's prompts (never a training step's)

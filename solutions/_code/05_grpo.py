@@ -48,7 +48,7 @@ from rlcourse.rollout import completion_logits, completion_logps, sample_complet
 set_threads()
 
 # ---- config: every knob of this notebook ----
-MODEL_NAME = "tiny"
+MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "distilgpt2": README, "On a GPU"
 SEED = 0
 MAX_NEW_TOKENS = 28          # worked solutions are at most 23 tokens
 

@@ -46,7 +46,7 @@ from rlcourse.rollout import completion_logits, map_chunks, preference_pairs, sa
 set_threads()
 
 # ---- config: every knob of this notebook ----
-MODEL_NAME = "tiny"
+MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "distilgpt2": README, "On a GPU"
 SEED = 0
 WINRATE_PROMPT_SEED = 123      # the win-rate evaluation's prompts (never the training data's)
 MAX_NEW_TOKENS = 32
