@@ -40,7 +40,7 @@ from rlcourse.config import Report, pick
 from rlcourse.model import load_policy, seed_everything, set_threads
 from rlcourse.optim import optimizer_step
 from rlcourse.plots import plot_curve
-from rlcourse.problems import load_problems
+from rlcourse.problems import HELDOUT_STARTS, load_problems
 from rlcourse.reference import answer_reward, group_normalized_advantages, grpo_loss, sft_loss, token_log_probs
 from rlcourse.rewards import rollout_rewards
 from rlcourse.rollout import batch_from_texts, completion_logits, completion_logps
@@ -69,14 +69,16 @@ CLIP_EPS = 0.2
 BETA = 0.04
 N_EVAL = pick(200, 16)       # held-out problems per evaluation, one answer each
 
-# part 2: abstention
+# part 2: abstention (no tool)
 ABSTAIN_SHARE = 0.3          # share of SFT prompts whose target is the abstain phrase
 ABSTAIN_SFT_STEPS = pick(150, 2)  # the phrase is ten tokens rare in pre-training: 60 steps left it garbled
 ABSTAIN_SFT_LR = 1e-3
-PENALTIES = (1.0, 3.0)       # wrong_penalty of the two GRPO runs
-ABSTAIN_STEPS = pick(16, 2)
-N_CALIBRATION = pick(160, 8)  # held-out problems whose P(correct) we estimate
-SAMPLES_PER_PROBLEM = pick(8, 4)
+PENALTIES = (0.5, 1.0)       # wrong_penalty of the two GRPO runs: thresholds 1/3 and 1/2
+ABSTAIN_STEPS = pick(48, 2)
+N_CALIBRATION = pick(160, 8)  # held-out problems we measure; part 2's GRPO draws from the other held-out problems
+CALIBRATION_SAMPLES = pick(16, 4)  # answers per problem from the pre-trained policy: its P(correct)
+SAMPLES_PER_PROBLEM = pick(8, 4)   # answers per problem from each fine-tuned policy: its abstention rate
+N_TRAIN_CHECK = pick(64, 8)  # training problems on which we also measure the SFT policy
 
 report = Report("07_agents")
 
@@ -203,14 +205,16 @@ for name, stats in results.items():
 
 
 # %% cell 12
-def train_grpo(start, reward_fn, steps, use_tool, mask_tool_tokens=True, seed=SEED, desc="GRPO"):
+def train_grpo(start, reward_fn, steps, use_tool, mask_tool_tokens=True, pool=None, seed=SEED, desc="GRPO"):
     """GRPO (notebook 05) from a copy of `start`, which is also the KL reference.
 
-    reward_fn(text, problem) -> float. Returns the policy and its history per step: the mean reward and
+    reward_fn(text, problem) -> float; pool: the problems the prompts are drawn from (default: the
+    training problems). Returns the policy and its history per step: the mean reward and
     the policy's mean log-prob of the calculator's tokens in its samples (when there are any).
     """
     seed_everything(seed)
     rng = random.Random(seed)
+    pool = train_problems if pool is None else pool
     policy = copy.deepcopy(start)
     for p in policy.parameters():
         p.requires_grad_(True)
@@ -219,7 +223,7 @@ def train_grpo(start, reward_fn, steps, use_tool, mask_tool_tokens=True, seed=SE
     max_new_tokens = TOOL_TOKENS if use_tool else PLAIN_TOKENS
     for _ in tqdm(range(steps), desc=desc):
         # 1. sample a group of answers per problem; the calculator answers the calls
-        problems = rng.sample(train_problems, PROMPTS_PER_STEP)
+        problems = rng.sample(pool, PROMPTS_PER_STEP)
         rollout, env_mask = tool_rollout(policy, tok, [p.prompt for p in problems], max_new_tokens,
                                          num_samples=GROUP_SIZE, use_tool=use_tool)
         # 2. score every answer
@@ -411,23 +415,48 @@ def abstain_sft_batch(rng):
     return batch, batch.completion_mask
 
 
+def abstention(policy, problems, samples=SAMPLES_PER_PROBLEM):
+    """abstain_stats of `samples` answers (no tool) to each problem."""
+    seed_everything(EVAL_SEED)
+    return abstain_stats(answer_samples(policy, tok, problems, samples, PLAIN_TOKENS), problems)
+
+
+def mean_where(values, keep):
+    kept = [v for v, k in zip(values, keep) if k]
+    return sum(kept) / len(kept) if kept else float("nan")
+
+
 sft_targets = abstain_sft_targets(train_problems, ABSTAIN_SHARE, seed=SFT_SEED)
 abstain_sft_policy, abstain_sft_losses = train_sft(policy0, abstain_sft_batch, ABSTAIN_SFT_STEPS, ABSTAIN_SFT_LR,
                                                    desc="SFT with 'I don't know'")
-calibration = load_problems("heldout")[:N_CALIBRATION]
+heldout = load_problems("heldout")
+calibration = heldout[:N_CALIBRATION]  # the problems we measure
+rl_problems = heldout[N_CALIBRATION:]  # the prompts of part 2's GRPO: held out from SFT too, never measured
 
+# each measured problem's difficulty: P(correct) under the pre-trained policy (which never abstains)
+p_correct = abstention(policy0, calibration, CALIBRATION_SAMPLES)["p_correct"]
+stats = {"after SFT": abstention(abstain_sft_policy, calibration)}
+seen = abstention(abstain_sft_policy, train_problems[:N_TRAIN_CHECK])
+novel = [p.start in HELDOUT_STARTS for p in calibration]  # a start number no training problem starts from
+sft_rates = stats["after SFT"]["abstain_rate"]
 
-def abstention(policy):
-    seed_everything(EVAL_SEED)
-    return abstain_stats(answer_samples(policy, tok, calibration, SAMPLES_PER_PROBLEM, PLAIN_TOKENS), calibration)
-
-
-stats = {"after SFT": abstention(abstain_sft_policy)}
-p_correct = stats["after SFT"]["p_correct"]   # per problem, from the answers that do not abstain (NaN: none did)
-known = sum(p == p for p in p_correct)
 print(f"share of SFT targets that abstain: {sum(t == ' ' + ABSTAIN + '.' for t in sft_targets) / len(sft_targets):.3f}")
-print(f"after SFT: abstention rate {1 - stats['after SFT']['coverage']:.3f}, accuracy on answered "
-      f"{stats['after SFT']['accuracy_answered']:.3f}; P(correct) known for {known} of {len(calibration)} problems")
+print(f"pre-trained P(correct) of the {len(calibration)} measured problems ({CALIBRATION_SAMPLES} answers each): "
+      f"mean {sum(p_correct) / len(p_correct):.3f}, max {max(p_correct):.3f}, {sum(p >= 0.75 for p in p_correct)} at 3/4 or more")
+print(f"after SFT, measured problems: abstention {1 - stats['after SFT']['coverage']:.3f}, "
+      f"accuracy on answered {stats['after SFT']['accuracy_answered']:.3f}")
+print(f"after SFT, {len(seen['abstain_rate'])} training problems: abstention {1 - seen['coverage']:.3f}, "
+      f"accuracy on answered {seen['accuracy_answered']:.3f}")
+print(f"{'measured problems':<40}{'count':>6}{'pre-trained P(correct)':>24}{'abstention after SFT':>22}")
+for name, keep in [("start never a training start", novel), ("start also a training start", [not n for n in novel])]:
+    print(f"{name:<40}{sum(keep):>6}{mean_where(p_correct, keep):>24.3f}{mean_where(sft_rates, keep):>22.3f}")
+report("sft_abstain_rate", 1 - stats["after SFT"]["coverage"])
+report("sft_train_accuracy_answered", seen["accuracy_answered"])
+report("pretrained_p_correct_mean", sum(p_correct) / len(p_correct))
+report("pretrained_p_correct_novel_start", mean_where(p_correct, novel))
+report("pretrained_p_correct_seen_start", mean_where(p_correct, [not n for n in novel]))
+report("sft_abstain_novel_start", mean_where(sft_rates, novel))
+report("sft_abstain_seen_start", mean_where(sft_rates, [not n for n in novel]))
 
 
 # %% cell 26
@@ -437,9 +466,9 @@ with needs_your_code() as abstain_run:
         def reward(text, problem, w=w):
             return abstain_reward(text, problem.answer, w)
 
-        abstain_policies[w], _ = train_grpo(abstain_sft_policy, reward, ABSTAIN_STEPS, use_tool=False,
+        abstain_policies[w], _ = train_grpo(abstain_sft_policy, reward, ABSTAIN_STEPS, use_tool=False, pool=rl_problems,
                                             desc=f"GRPO, abstain reward, w = {w:g}")
-        stats[f"after RL, w = {w:g}"] = abstention(abstain_policies[w])
+        stats[f"after RL, w = {w:g}"] = abstention(abstain_policies[w], calibration)
     thresholds = {w: abstain_threshold(w) for w in PENALTIES}
 
 
@@ -448,39 +477,45 @@ abstain_run.require()
 
 
 def rate_where(s, keep):
-    """Mean abstention rate of a policy's stats `s` over the problems whose P(correct) after SFT passes `keep`."""
-    rates = [rate for rate, p in zip(s["abstain_rate"], p_correct) if p == p and keep(p)]
-    return sum(rates) / len(rates) if rates else float("nan")
+    """Mean abstention rate of a policy's stats `s` over the problems whose pre-trained P(correct) passes `keep`."""
+    return mean_where(s["abstain_rate"], [keep(p) for p in p_correct])
 
 
-edges = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+edges = [0.0, 0.15, 0.3, 0.45, 0.6, 1.0]
 fig, ax = plt.subplots(figsize=(7, 4))
 for name, s in stats.items():
-    points = [((lo + hi) / 2, rate_where(s, lambda p, lo=lo, hi=hi: lo <= p < hi or p == hi == 1.0))
+    points = [((lo + min(hi, max(p_correct))) / 2, rate_where(s, lambda p, lo=lo, hi=hi: lo <= p < hi or p == hi == 1.0))
               for lo, hi in zip(edges[:-1], edges[1:])]
     points = [(x, y) for x, y in points if y == y]
     ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
 for w, t in thresholds.items():
     ax.axvline(t, ls="--", color="gray"); ax.text(t, 1.02, f"w = {w:g}", ha="center", fontsize=8)
-ax.set_xlabel("P(correct) of the problem after SFT (answers that do not abstain)")
+ax.set_xlabel("P(correct) of the problem under the pre-trained policy")
 ax.set_ylabel("abstention rate"); ax.set_ylim(-0.02, 1.08); ax.legend(fontsize=8)
 plt.show()
 
-print(f"{'':<16}{'threshold':>10}{'below':>8}{'above':>8}{'ratio':>8}{'coverage':>10}{'acc. answered':>15}")
+print(f"{'':<18}{'threshold':>10}{'below':>8}{'above':>8}{'ratio':>8}{'coverage':>10}{'acc. answered':>15}"
+      f"{'novel start':>13}{'seen start':>12}")
 for w, t in thresholds.items():
     for name in ["after SFT", f"after RL, w = {w:g}"]:
-        below, above = rate_where(stats[name], lambda p: p < t), rate_where(stats[name], lambda p: p >= t)
+        s = stats[name]
+        below, above = rate_where(s, lambda p: p < t), rate_where(s, lambda p: p >= t)
         ratio = below / above if above > 0 else float("nan")
-        print(f"{name:<16}{t:>10.2f}{below:>8.3f}{above:>8.3f}{ratio:>8.2f}"
-              f"{stats[name]['coverage']:>10.3f}{stats[name]['accuracy_answered']:>15.3f}")
+        novel_rate, seen_rate = mean_where(s["abstain_rate"], novel), mean_where(s["abstain_rate"], [not n for n in novel])
+        print(f"{name:<18}{t:>10.2f}{below:>8.3f}{above:>8.3f}{ratio:>8.2f}{s['coverage']:>10.3f}"
+              f"{s['accuracy_answered']:>15.3f}{novel_rate:>13.3f}{seen_rate:>12.3f}")
         key = "sft" if name == "after SFT" else "rl"
         report(f"{key}_w{w:g}_abstain_below_threshold", below)
         report(f"{key}_w{w:g}_abstain_above_threshold", above)
         report(f"{key}_w{w:g}_abstain_ratio", ratio, ".2f")
+        if key == "rl":
+            report(f"rl_w{w:g}_abstain_novel_start", novel_rate)
+            report(f"rl_w{w:g}_abstain_seen_start", seen_rate)
+            print(f"{'':<18}target (abstain at least 3 times as often below the threshold as above): "
+                  f"{'met' if ratio >= 3 else 'missed'}")
 for name, s in stats.items():
     key = "sft" if name == "after SFT" else "rl_w" + name.split("= ")[1]
     report(f"{key}_coverage", s["coverage"])
     report(f"{key}_accuracy_answered", s["accuracy_answered"])
-print("problems below / above the thresholds: " + ", ".join(
-    f"w = {w:g}: {sum(p == p and p < t for p in p_correct)} / {sum(p == p and p >= t for p in p_correct)}"
-    for w, t in thresholds.items()))
+print("measured problems below / above the thresholds: " + ", ".join(
+    f"w = {w:g}: {sum(p < t for p in p_correct)} / {sum(p >= t for p in p_correct)}" for w, t in thresholds.items()))
