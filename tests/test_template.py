@@ -62,6 +62,14 @@ def test_opening_cells(path):
             assert cell.metadata.get("nbgrader", {}).get("locked") is True, f"{aid} cell {i}: a setup cell is locked"
 
 
+def test_every_config_cell_names_the_same_model_choices():
+    """One MODEL_NAME line everywhere: the tiny model by default, and the other choices named (README, "On a GPU")."""
+    lines = {re.search(r'^MODEL_NAME = .*$', load(p).cells[2].source, re.M).group(0) for p in PATHS}
+    assert len(lines) == 1, f"the MODEL_NAME lines differ between notebooks: {sorted(lines)}"
+    line = lines.pop()
+    assert all(f'"{name}"' in line for name in ("tiny", "course-gpt2", "gpt2", "distilgpt2")), line
+
+
 def test_the_colab_cell_is_the_same_everywhere():
     cells = {load(p).cells[1].source for p in PATHS}
     assert len(cells) == 1, "the Colab cell differs between notebooks"

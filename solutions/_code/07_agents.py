@@ -48,7 +48,7 @@ from rlcourse.rollout import batch_from_texts, completion_logits, completion_log
 set_threads()
 
 # ---- config: every knob of this notebook ----
-MODEL_NAME = "tiny"
+MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "distilgpt2": README, "On a GPU"
 SEED = 0
 EVAL_SEED = SEED + 1         # the same sampling noise for every evaluation
 SFT_SEED = SEED + 2          # which SFT prompts abstain (part 2)
