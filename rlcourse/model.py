@@ -215,7 +215,9 @@ class ValueHeadModel(torch.nn.Module):
     """A causal LM with a scalar head on the last hidden state: the critic ``V(s_t)`` or a reward model.
 
     ``forward`` returns per-position values ``(B, L)``: ``values[:, t]`` is the value of the prefix
-    ending at token ``t``. The head is made on the language model's device and in its dtype.
+    ending at token ``t``. The head is made on the language model's device and in its dtype. The
+    language model's own head (vocabulary logits) is computed for one position only
+    (``logits_to_keep=1``): the values need the last hidden states, not the logits.
     """
 
     def __init__(self, lm):
@@ -229,7 +231,8 @@ class ValueHeadModel(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask):
         out = self.lm(input_ids=input_ids, attention_mask=attention_mask,
-                      position_ids=position_ids_from_mask(attention_mask), output_hidden_states=True)
+                      position_ids=position_ids_from_mask(attention_mask), output_hidden_states=True,
+                      logits_to_keep=1)
         return self.head(out.hidden_states[-1]).squeeze(-1)
 
 
