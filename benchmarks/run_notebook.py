@@ -4,6 +4,7 @@
     python benchmarks/run_notebook.py 04_ppo_rlhf 05_grpo --reduced
     python benchmarks/run_notebook.py --require-cuda     # refuse to run anywhere but on a CUDA GPU
     python benchmarks/run_notebook.py --model course-gpt2  # another policy (the config cells' MODEL_NAME)
+    python benchmarks/run_notebook.py --cell-times 05_grpo # and the wall time of every cell over a second
 
 Needs only what the course package needs (torch, transformers, tokenizers, safetensors, numpy,
 matplotlib, tqdm): no Jupyter, nbformat, nbclient or nbgrader. A notebook is read as JSON and its
@@ -55,8 +56,9 @@ def device_name() -> str:
     return "cpu"
 
 
-def execute(path: Path, model: str | None = None) -> None:
-    """Run one notebook in this process (the child side of ``main``), with ``model`` as MODEL_NAME if given."""
+def execute(path: Path, model: str | None = None, cell_times: bool = False) -> None:
+    """Run one notebook in this process (the child side of ``main``), with ``model`` as MODEL_NAME if given;
+    ``cell_times`` prints ``[cell time]`` for every code cell that takes a second or more."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,13 +74,19 @@ def execute(path: Path, model: str | None = None) -> None:
     namespace: dict = {"__name__": "__main__"}
     for i, source in enumerate(cells):
         code = compile(source, f"<{path.stem} cell {i}>", "exec")
+        start = time.perf_counter()
         try:
             exec(code, namespace)  # noqa: S102 - the course's own notebooks
         finally:
             plt.close("all")
+        seconds = time.perf_counter() - start
+        if cell_times and seconds >= 1.0:
+            first = next((line for line in source.splitlines() if line.strip() and not line.startswith("#")), "")
+            print(f"[cell time] cell {i}: {seconds:.1f} s  ({first[:60]})", flush=True)
 
 
-def run_child(path: Path, reduced: bool, progress: bool, model: str | None = None) -> tuple[int, float, list[str]]:
+def run_child(path: Path, reduced: bool, progress: bool, model: str | None = None,
+              cell_times: bool = False) -> tuple[int, float, list[str]]:
     """Run one notebook in a fresh interpreter; echo its output; return (exit code, seconds, [result] lines)."""
     env = dict(os.environ)
     env["RLCOURSE_REDUCED"] = "1" if reduced else "0"
@@ -89,6 +97,7 @@ def run_child(path: Path, reduced: bool, progress: bool, model: str | None = Non
     if not progress:
         env["TQDM_DISABLE"] = "1"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(path)] + (["--model", model] if model else [])
+    command += ["--cell-times"] if cell_times else []
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, bufsize=1)
@@ -109,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true", help="show tqdm progress bars (off: TQDM_DISABLE=1)")
     parser.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
     parser.add_argument("--model", help='policy name for the config cells instead of "tiny" (e.g. course-gpt2)')
+    parser.add_argument("--cell-times", action="store_true", help="print the wall time of every code cell over 1 s")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         try:
-            execute(args.child, args.model)
+            execute(args.child, args.model, args.cell_times)
         except BaseException:  # noqa: BLE001 - report any failure, with its traceback, through the exit code
             traceback.print_exc(file=sys.stdout)
             return 1
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = []
     for path in paths:
         print(f"\n=== {path.stem} ({mode} mode) ===", flush=True)
-        code, seconds, results = run_child(path, args.reduced, args.progress, args.model)
+        code, seconds, results = run_child(path, args.reduced, args.progress, args.model, args.cell_times)
         status = "ok" if code == 0 else f"FAILED (exit {code})"
         print(f"=== {path.stem}: {status}, {seconds:.1f} s", flush=True)
         summary.append((path.stem, status, seconds, results))

@@ -75,3 +75,12 @@ def test_require_cuda_refuses_a_machine_without_one(tmp_path):
         return
     result = run(["--require-cuda", "01_generation_as_rl"], tmp_path)
     assert result.returncode == 2 and "no CUDA device" in result.stderr
+
+
+def test_cell_times_name_the_slow_cells_only(tmp_path):
+    nb = write_notebook(tmp_path / "timed.ipynb", ["import time\nx = 1", "# sleeps\ntime.sleep(1.2)", "y = 2"])
+    result = run(["--cell-times", str(nb)], tmp_path)
+    assert result.returncode == 0, result.stdout
+    timed = [line for line in result.stdout.splitlines() if "[cell time]" in line]
+    assert len(timed) == 1 and "cell 1: 1." in timed[0] and "(time.sleep(1.2))" in timed[0], timed
+    assert "[cell time]" not in run([str(nb)], tmp_path).stdout

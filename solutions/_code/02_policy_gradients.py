@@ -57,7 +57,7 @@ SAMPLE_SIZES = [1, 4, 16, 64, 256, 1024]
 PG_STEPS = pick(30, 2)                # REINFORCE updates
 PG_BATCH = 32                         # reviews per update
 MAX_NEW_TOKENS = 24
-LR = 3e-4
+LR = 3e-4 if MODEL_NAME == "tiny" else 5e-5   # smaller steps for a larger policy (README, "Bigger policies")
 MAX_GRAD_NORM = None                  # plain REINFORCE steps: no gradient clipping
 GAMMA = 1.0
 REPEAT_PENALTY = -0.2                # section 4's example: a reward for every repeated word

@@ -57,8 +57,8 @@ CRITIC_WARMUP = pick(80, 1)         # critic-only updates before measuring varia
 WARMUP_BATCH = pick(64, BATCH)      # reviews per critic warm-up update
 VARIANCE_BATCHES = pick(24, 2)      # gradient samples for the variance estimate
 TRAIN_STEPS = pick(25, 1)           # updates per learning curve
-LR_ACTOR = 3e-4
-LR_CRITIC = 1e-3
+LR_ACTOR = 3e-4 if MODEL_NAME == "tiny" else 5e-5   # smaller steps for a larger policy (README, "Bigger policies")
+LR_CRITIC = 1e-3 if MODEL_NAME == "tiny" else 1.5e-4
 MAX_GRAD_NORM = None                # plain steps: no gradient clipping
 GAMMA = 1.0
 LAM = 0.95

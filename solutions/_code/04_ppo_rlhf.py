@@ -66,7 +66,7 @@ GROUP_SIZE = 4                 # reviews the annotator ranks at once
 RM_HELDOUT_SHARE = 0.2         # share of prompts whose pairs are held out
 RM_STEPS = pick(200, 3)
 RM_BATCH = 64                  # pairs per step
-RM_LR = 3e-4
+RM_LR = 3e-4 if MODEL_NAME == "tiny" else 5e-5   # smaller steps for a larger policy (README, "Bigger policies")
 
 # PPO
 PPO_STEPS = pick(50, 2)
@@ -74,8 +74,8 @@ BATCH = pick(64, 16)           # reviews sampled per PPO step
 MINIBATCH = pick(32, 8)
 PPO_EPOCHS = 2                 # passes over each batch
 CLIP_EPS = 0.2
-LR_POLICY = 2e-4
-LR_CRITIC = 3e-4
+LR_POLICY = 2e-4 if MODEL_NAME == "tiny" else 3e-5
+LR_CRITIC = 3e-4 if MODEL_NAME == "tiny" else 5e-5
 MAX_GRAD_NORM = 1.0            # the policy's steps are clipped; the critic's and the reward model's are not
 LAM = 0.95                     # GAE lambda (gamma = 1)
 KL_BETA = 0.1                  # the KL-penalised run; the other run uses 0

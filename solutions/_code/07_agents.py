@@ -59,12 +59,12 @@ MAX_GRAD_NORM = 1.0
 # part 1: the calculator
 SFT_STEPS = pick(40, 2)      # warm start on worked solutions that call the calculator
 SFT_BATCH = pick(16, 4)
-SFT_LR = 5e-4
+SFT_LR = 5e-4 if MODEL_NAME == "tiny" else 1e-4   # smaller steps for a larger policy (README, "Bigger policies")
 STEPS = pick(16, 2)          # GRPO updates per run
 PROMPTS_PER_STEP = pick(8, 2)
 GROUP_SIZE = pick(8, 4)
 INNER_STEPS = 2
-LR = 2e-4
+LR = 2e-4 if MODEL_NAME == "tiny" else 3e-5
 CLIP_EPS = 0.2
 BETA = 0.04
 N_EVAL = pick(200, 16)       # held-out problems per evaluation, one answer each
@@ -72,7 +72,7 @@ N_EVAL = pick(200, 16)       # held-out problems per evaluation, one answer each
 # part 2: abstention (no tool)
 ABSTAIN_SHARE = 0.3          # share of SFT prompts whose target is the abstain phrase
 ABSTAIN_SFT_STEPS = pick(150, 2)  # the phrase is ten tokens rare in pre-training: 60 steps left it garbled
-ABSTAIN_SFT_LR = 1e-3
+ABSTAIN_SFT_LR = 1e-3 if MODEL_NAME == "tiny" else 1.5e-4
 PENALTIES = (0.5, 1.0)       # wrong_penalty of the two GRPO runs: thresholds 1/3 and 1/2
 ABSTAIN_STEPS = pick(48, 2)
 N_CALIBRATION = pick(160, 8)  # held-out problems we measure; part 2's GRPO draws from the other held-out problems
