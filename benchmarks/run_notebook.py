@@ -12,9 +12,10 @@ code cells are executed in order in one namespace, like a kernel would (lines st
 or ``!`` become comments, ``rlcourse.layout.code_cells``; the course's cells have none). Each
 notebook runs in a fresh Python process, with the notebook's folder as working directory,
 ``MPLBACKEND=Agg`` and ``RLCOURSE_REDUCED=0`` (``--reduced``: 1). The repository root goes on
-``PYTHONPATH`` (and ``sys.path``) so that ``rlcourse`` imports without installing it. ``--model NAME`` replaces ``MODEL_NAME = "tiny"`` in the config cells (a check
-of the code path: the notebooks' learning rates are set for the tiny model). The exit status is 1
-when any notebook fails (its traceback is printed).
+``PYTHONPATH`` (and ``sys.path``) so that ``rlcourse`` imports without installing it. On CUDA each
+notebook ends with its peak GPU memory (``[gpu memory]``). ``--model NAME`` replaces
+``MODEL_NAME = "tiny"`` in the config cells (the config cells take smaller learning rates for any
+model but the tiny one). The exit status is 1 when any notebook fails (its traceback is printed).
 """
 from __future__ import annotations
 
@@ -83,6 +84,11 @@ def execute(path: Path, model: str | None = None, cell_times: bool = False) -> N
         if cell_times and seconds >= 1.0:
             first = next((line for line in source.splitlines() if line.strip() and not line.startswith("#")), "")
             print(f"[cell time] cell {i}: {seconds:.1f} s  ({first[:60]})", flush=True)
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # what a smaller GPU (Colab's T4: 15 GB) must hold
+        print(f"[gpu memory] peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "
+              f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved", flush=True)
 
 
 def run_child(path: Path, reduced: bool, progress: bool, model: str | None = None,
@@ -104,7 +110,7 @@ def run_child(path: Path, reduced: bool, progress: bool, model: str | None = Non
     results = []
     for line in proc.stdout:
         print(f"  | {line}", end="", flush=True)
-        if RESULT.match(line) or line.startswith(("[device] ", "[model] ")):
+        if RESULT.match(line) or line.startswith(("[device] ", "[model] ", "[gpu memory] ")):
             results.append(line.rstrip())
     code = proc.wait()
     return code, time.perf_counter() - start, results
