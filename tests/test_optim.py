@@ -1,9 +1,10 @@
 import math
 
+import pytest
 import torch
 
 from rlcourse.config import Report
-from rlcourse.optim import optimizer_step
+from rlcourse.optim import GradientVariance, optimizer_step
 
 
 def test_optimizer_step_clips_the_global_norm_then_steps():
@@ -72,3 +73,25 @@ def test_rank_correlation_against_hand_computed_cases():
     # ranks (1, 2, 3, 4) against (2, 1, 4, 3): Pearson = 1 - 6 * sum d^2 / (n (n^2 - 1)) = 1 - 6 * 4 / 60 = 0.6
     assert math.isclose(rank_correlation([1, 2, 3, 4], [2, 1, 4, 3]), 0.6)
     assert rank_correlation([1, 1, 1], [1, 2, 3]) == 0.0   # no variation on one side
+
+
+def test_gradient_variance_equals_the_variance_of_the_stacked_draws():
+    gen = torch.Generator().manual_seed(0)
+    # parameters with very different scales, and means far larger than their spread
+    scale = torch.tensor([1e-3, 1.0, 30.0, 1.0])
+    offset = torch.tensor([0.0, 0.0, 0.0, 1e3])
+    draws = [torch.randn(4, generator=gen) * scale + offset for _ in range(24)]
+    variance = GradientVariance()
+    for g in draws:
+        variance.add(g)
+    expected = torch.stack(draws).double().var(0).sum().item()            # unbiased, over the draws
+    assert abs(variance.total() - expected) <= 1e-9 * expected
+    assert not any(isinstance(v, list) for v in vars(variance).values()), "the draws must not be kept"
+    two = GradientVariance()
+    two.add(torch.tensor([1.0, 2.0]))
+    two.add(torch.tensor([3.0, 2.0]))
+    assert two.total() == 2.0                                             # (1-2)^2 + (3-2)^2 over n - 1 = 1
+    one = GradientVariance()
+    one.add(torch.ones(3))
+    with pytest.raises(ValueError):
+        one.total()

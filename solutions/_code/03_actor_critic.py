@@ -36,7 +36,7 @@ from rlcourse.checks import (check, check_close, check_no_grad, check_own_functi
                              check_scalar, check_shape, fail, needs_your_code)
 from rlcourse.config import Report, pick
 from rlcourse.model import ValueHeadModel, load_policy, seed_everything, set_threads
-from rlcourse.optim import optimizer_step
+from rlcourse.optim import GradientVariance, optimizer_step
 from rlcourse.plots import plot_curve
 from rlcourse.reference import reinforce_loss, rewards_to_go, token_log_probs  # from notebooks 01-02
 from rlcourse.rewards import mean_review_score, rollout_rewards, score_at_last_token
@@ -341,19 +341,19 @@ def flat_grad(model, loss, retain_graph=False):
 
 
 warmup_run.require()
-grads_reinforce, grads_ac, grads_gae = [], [], []
+grads_reinforce, grads_ac, grads_gae = GradientVariance(), GradientVariance(), GradientVariance()   # one draw per batch
 with needs_your_code():
     for k in tqdm(range(VARIANCE_BATCHES), desc="gradient samples"):
         rollout, mask, scores, rewards, returns = sample_batch(base_policy, VARIANCE_PROMPT_SEED + k)
         with torch.no_grad():
             values = completion_values(critic, rollout)
         logps = token_log_probs(completion_logits(base_policy, rollout), rollout.completion_ids)
-        grads_reinforce.append(flat_grad(base_policy, reinforce_loss(logps, returns, mask), retain_graph=True))
+        grads_reinforce.add(flat_grad(base_policy, reinforce_loss(logps, returns, mask), retain_graph=True))
         advantages = compute_advantages(returns, values, mask)
-        grads_ac.append(flat_grad(base_policy, actor_critic_loss(logps, advantages, mask), retain_graph=True))
+        grads_ac.add(flat_grad(base_policy, actor_critic_loss(logps, advantages, mask), retain_graph=True))
         gae = gae_advantages(rewards, values, mask, GAMMA, LAM)
-        grads_gae.append(flat_grad(base_policy, actor_critic_loss(logps, gae, mask)))
-var_reinforce, var_ac, var_gae = (torch.stack(g).var(0).sum().item() for g in (grads_reinforce, grads_ac, grads_gae))
+        grads_gae.add(flat_grad(base_policy, actor_critic_loss(logps, gae, mask)))
+var_reinforce, var_ac, var_gae = grads_reinforce.total(), grads_ac.total(), grads_gae.total()
 print(f"total gradient variance  REINFORCE: {var_reinforce:.4g}   G_t - V(s_t): {var_ac:.4g}   GAE: {var_gae:.4g}")
 report("gradient_variance_ratio_ac_over_reinforce", var_ac / var_reinforce)
 report("gradient_variance_ratio_gae_over_reinforce", var_gae / var_reinforce)
