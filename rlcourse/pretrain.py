@@ -2,8 +2,9 @@
 
 Sizes (``--size``): ``tiny`` (4 layers x 192, the shipped ``data/tiny-gpt2``, about 20 CPU minutes),
 ``gpt2-small`` (12 x 768, GPT-2 small's shape, for a GPU: written to ``data/course-gpt2``), or any
-``<layers>x<width>`` such as ``6x384``. On CUDA the forward pass runs under bf16 autocast (the weights
-stay float32); the batches are drawn on the CPU, so a run sees the same data on any device.
+``<layers>x<width>`` such as ``6x384``. On a GPU with bf16 (A100, H100, ...) the forward pass runs
+under bf16 autocast (the weights stay float32); the batches are drawn on the CPU, so a run sees the
+same data on any device.
 """
 from __future__ import annotations
 
@@ -69,12 +70,22 @@ def model_config(cfg: PretrainConfig, tokenizer):
                       pad_token_id=tokenizer.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 
 
+def bf16_autocast(device: torch.device):
+    """bf16 autocast on a CUDA GPU with native bf16 (compute capability 8.0 or more: A100, H100, L4,
+    RTX 30xx and later); a plain float32 context elsewhere: the CPU, and older GPUs such as Colab's
+    T4 (7.5), where bf16 is missing or emulated."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def train_on_documents(model, tokenizer, docs: list[str], steps: int, batch_size: int, lr: float, warmup: int = 100,
                        weight_decay: float = 0.1, max_tokens: int = 128, seed: int = 0, desc: str = "pre-training"):
     """Next-token training on whole documents (each ending in EOS, one per row) on the model's device,
-    with a warm-up and cosine learning rate; bf16 autocast on CUDA. Returns the losses."""
+    with a warm-up and cosine learning rate; bf16 autocast on a GPU that has bf16 (``bf16_autocast``).
+    Returns the losses."""
     device = next(model.parameters()).device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    autocast = bf16_autocast(device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = [tokenizer(d)["input_ids"][: max_tokens - 1] + [tokenizer.eos_token_id] for d in docs]
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]

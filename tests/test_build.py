@@ -56,3 +56,23 @@ def test_size_option_builds_a_model_of_that_shape_selectable_by_name(tmp_path, m
         assert "--size gpt2-small" in str(err)
     else:
         raise AssertionError("a course model that is not built should say how to build it")
+
+
+def test_bf16_autocast_only_where_the_gpu_has_bf16(monkeypatch):
+    import contextlib
+    import warnings
+
+    import torch
+
+    from rlcourse.pretrain import bf16_autocast
+
+    assert isinstance(bf16_autocast(torch.device("cpu")), contextlib.nullcontext)
+    capability = {}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability["cc"])
+    capability["cc"] = (7, 5)                                  # Colab's T4: float32, no autocast
+    assert isinstance(bf16_autocast(torch.device("cuda", 0)), contextlib.nullcontext)
+    capability["cc"] = (9, 0)                                  # H100
+    with warnings.catch_warnings():                            # a CPU-only torch says it would disable autocast
+        warnings.simplefilter("ignore")
+        context = bf16_autocast(torch.device("cuda", 0))
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
