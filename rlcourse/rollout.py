@@ -61,7 +61,8 @@ def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int
     Pure ancestral sampling from ``softmax(logits / temperature)``: no top-k, no top-p. With
     ``return_scores`` also returns the sampler's own log-probs of the sampled tokens ``(B, T)``.
     With ``num_samples > 1`` each prompt is read once and its keys and values are shared by its
-    samples (``shared_prompt_cache``); the samples are the ones ``generate`` draws on the repeated prompts.
+    samples (``shared_prompt_cache``). On the CPU the samples are token for token the ones ``generate``
+    draws on the repeated prompts (tested); on a GPU, kernels may round differently.
     """
     device = next(model.parameters()).device
     was_training = model.training
