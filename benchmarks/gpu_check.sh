@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_check.sh                        # device checks + every notebook, full mode
 #   bash benchmarks/gpu_check.sh 04_ppo_rlhf 05_grpo    # some notebooks
 #   bash benchmarks/gpu_check.sh --reduced              # reduced mode (a few steps per loop)
+#   bash benchmarks/gpu_check.sh --jobs 8               # all notebooks at once, side by side on the GPU
 #   bash benchmarks/gpu_check.sh --allow-cpu --reduced  # try it out on a machine without a GPU
 #
 # Prints python/torch/transformers versions and the GPU, then benchmarks/device_check.py (helpers

@@ -5,6 +5,7 @@
     python benchmarks/run_notebook.py --require-cuda     # refuse to run anywhere but on a CUDA GPU
     python benchmarks/run_notebook.py --model course-gpt2  # another policy (the config cells' MODEL_NAME)
     python benchmarks/run_notebook.py --cell-times 05_grpo # and the wall time of every cell over a second
+    python benchmarks/run_notebook.py --jobs 8           # every notebook at once, side by side (one GPU)
 
 Needs only what the course package needs (torch, transformers, tokenizers, safetensors, numpy,
 matplotlib, tqdm): no Jupyter, nbformat, nbclient or nbgrader. A notebook is read as JSON and its
@@ -13,7 +14,11 @@ or ``!`` become comments, ``rlcourse.layout.code_cells``; the course's cells hav
 notebook runs in a fresh Python process, with the notebook's folder as working directory,
 ``MPLBACKEND=Agg`` and ``RLCOURSE_REDUCED=0`` (``--reduced``: 1). The repository root goes on
 ``PYTHONPATH`` (and ``sys.path``) so that ``rlcourse`` imports without installing it. On CUDA each
-notebook ends with its peak GPU memory (``[gpu memory]``). ``--model NAME`` replaces
+notebook ends with its peak GPU memory (``[gpu memory]``). ``[start-up]`` is the time from the
+process's launch to its first cell (the interpreter, ``import torch``, CUDA's start); the cell that
+loads the policy shows under ``--cell-times``. ``--jobs N`` runs N notebooks at a time, each in its
+own process, and prints a notebook's output when it ends; the summary then gives the wall time of
+the whole run beside the sum of the notebooks' times. ``--model NAME`` replaces
 ``MODEL_NAME = "tiny"`` in the config cells (the config cells take smaller learning rates for any
 model but the tiny one). The exit status is 1 when any notebook fails (its traceback is printed).
 """
@@ -57,7 +62,7 @@ def device_name() -> str:
     return "cpu"
 
 
-def execute(path: Path, model: str | None = None, cell_times: bool = False) -> None:
+def execute(path: Path, model: str | None = None, cell_times: bool = False, launched: float | None = None) -> None:
     """Run one notebook in this process (the child side of ``main``), with ``model`` as MODEL_NAME if given;
     ``cell_times`` prints ``[cell time]`` for every code cell that takes a second or more."""
     import matplotlib
@@ -66,6 +71,8 @@ def execute(path: Path, model: str | None = None, cell_times: bool = False) -> N
     import matplotlib.pyplot as plt
 
     print(f"[device] {device_name()}", flush=True)
+    if launched is not None:
+        print(f"[start-up] {time.time() - launched:.1f} s from launch to the first cell", flush=True)
     cells = code_cells(path)
     if model:
         cells = [MODEL_LINE.sub(f"MODEL_NAME = {model!r}", source) for source in cells]
@@ -91,9 +98,11 @@ def execute(path: Path, model: str | None = None, cell_times: bool = False) -> N
               f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved", flush=True)
 
 
-def run_child(path: Path, reduced: bool, progress: bool, model: str | None = None,
-              cell_times: bool = False) -> tuple[int, float, list[str]]:
-    """Run one notebook in a fresh interpreter; echo its output; return (exit code, seconds, [result] lines)."""
+def run_child(path: Path, reduced: bool, progress: bool, model: str | None = None, cell_times: bool = False,
+              echo=None) -> tuple[int, float, list[str]]:
+    """Run one notebook in a fresh interpreter; pass each output line to ``echo``; return (exit code,
+    seconds, [result], [device], [model], [start-up] and [gpu memory] lines)."""
+    echo = echo or (lambda text: print(text, flush=True))
     env = dict(os.environ)
     env["RLCOURSE_REDUCED"] = "1" if reduced else "0"
     env["MPLBACKEND"] = "Agg"
@@ -104,16 +113,37 @@ def run_child(path: Path, reduced: bool, progress: bool, model: str | None = Non
         env["TQDM_DISABLE"] = "1"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(path)] + (["--model", model] if model else [])
     command += ["--cell-times"] if cell_times else []
+    command += ["--launched", repr(time.time())]
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, bufsize=1)
     results = []
     for line in proc.stdout:
-        print(f"  | {line}", end="", flush=True)
-        if RESULT.match(line) or line.startswith(("[device] ", "[model] ", "[gpu memory] ")):
+        echo(f"  | {line.rstrip()}")
+        if RESULT.match(line) or line.startswith(("[device] ", "[model] ", "[start-up] ", "[gpu memory] ")):
             results.append(line.rstrip())
     code = proc.wait()
     return code, time.perf_counter() - start, results
+
+
+def run_all(paths: list[Path], args, mode: str) -> list[tuple[str, str, float, list[str]]]:
+    """``args.jobs`` notebooks at a time; each one's output is printed in one piece when it ends."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Lock
+
+    lock = Lock()
+
+    def one(path: Path):
+        lines = []
+        code, seconds, results = run_child(path, args.reduced, args.progress, args.model, args.cell_times, lines.append)
+        status = "ok" if code == 0 else f"FAILED (exit {code})"
+        with lock:
+            print(f"\n=== {path.stem} ({mode} mode, {args.jobs} at a time) ===", *lines,
+                  f"=== {path.stem}: {status}, {seconds:.1f} s", sep="\n", flush=True)
+        return path.stem, status, seconds, results
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        return list(pool.map(one, paths))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,12 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
     parser.add_argument("--model", help='policy name for the config cells instead of "tiny" (e.g. course-gpt2)')
     parser.add_argument("--cell-times", action="store_true", help="print the wall time of every code cell over 1 s")
+    parser.add_argument("--jobs", type=int, default=1, help="run this many notebooks at a time (default 1)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--launched", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         try:
-            execute(args.child, args.model, args.cell_times)
+            execute(args.child, args.model, args.cell_times, args.launched)
         except BaseException:  # noqa: BLE001 - report any failure, with its traceback, through the exit code
             traceback.print_exc(file=sys.stdout)
             return 1
@@ -151,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: no such notebook: {', '.join(missing)}", file=sys.stderr)
         return 2
 
-    summary = []
-    for path in paths:
+    start = time.perf_counter()
+    summary = run_all(paths, args, mode) if args.jobs > 1 else []
+    for path in paths if args.jobs <= 1 else []:
         print(f"\n=== {path.stem} ({mode} mode) ===", flush=True)
         code, seconds, results = run_child(path, args.reduced, args.progress, args.model, args.cell_times)
         status = "ok" if code == 0 else f"FAILED (exit {code})"
@@ -160,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.append((path.stem, status, seconds, results))
         if code != 0 and args.stop_on_error:
             break
+    elapsed = time.perf_counter() - start
 
     print(f"\n##### summary ({mode} mode, {device_name()}, torch {torch.__version__}, "
           f"transformers {transformers.__version__})")
@@ -168,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in results:
             print(f"    {line}")
     print(f"[wall time] total = {sum(s for _, _, s, _ in summary):.1f} s")
+    if args.jobs > 1:
+        print(f"[wall time] elapsed = {elapsed:.1f} s, {args.jobs} notebooks at a time")
     failed = [name for name, status, _, _ in summary if status != "ok"]
     if failed or len(summary) < len(paths):
         print(f"FAILED: {', '.join(failed) or 'stopped early'}", file=sys.stderr)

@@ -84,3 +84,20 @@ def test_cell_times_name_the_slow_cells_only(tmp_path):
     timed = [line for line in result.stdout.splitlines() if "[cell time]" in line]
     assert len(timed) == 1 and "cell 1: 1." in timed[0] and "(time.sleep(1.2))" in timed[0], timed
     assert "[cell time]" not in run([str(nb)], tmp_path).stdout
+
+
+def test_jobs_run_notebooks_side_by_side_and_keep_each_output_whole(tmp_path):
+    cells = ["import time\nprint('[result] first = 1')", "time.sleep(2)\nprint('[result] second = 2')"]
+    a = write_notebook(tmp_path / "a.ipynb", cells)
+    b = write_notebook(tmp_path / "b.ipynb", cells)
+    bad = write_notebook(tmp_path / "bad.ipynb", ["raise RuntimeError('broken')"])
+    result = run(["--jobs", "3", str(a), str(b), str(bad)], tmp_path)
+    out = result.stdout
+    assert result.returncode == 1 and "FAILED" in out and "RuntimeError: broken" in out, out
+    for name in ("a", "b"):  # each notebook's lines stay together, between its two headers
+        block = out.split(f"=== {name} (full mode, 3 at a time) ===")[1].split(f"=== {name}: ok")[0]
+        assert block.count("[result] first = 1") == 1 and block.count("[result] second = 2") == 1, out
+        assert "[start-up] " in block
+    summed = float(out.split("[wall time] total = ")[1].split(" s")[0])
+    elapsed = float(out.split("[wall time] elapsed = ")[1].split(" s")[0])
+    assert summed > 4 and elapsed < summed - 1.5, out  # two 2-second sleeps overlapped
