@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
     parser.add_argument("--model", help='policy name for the config cells instead of "tiny" (e.g. course-gpt2)')
     parser.add_argument("--cell-times", action="store_true", help="print the wall time of every code cell over 1 s")
-    parser.add_argument("--jobs", type=int, default=1, help="run this many notebooks at a time (default 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="run this many notebooks at a time (default 1; --stop-on-error then does not apply)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--launched", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -184,15 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     start = time.perf_counter()
-    summary = run_all(paths, args, mode) if args.jobs > 1 else []
-    for path in paths if args.jobs <= 1 else []:
-        print(f"\n=== {path.stem} ({mode} mode) ===", flush=True)
-        code, seconds, results = run_child(path, args.reduced, args.progress, args.model, args.cell_times)
-        status = "ok" if code == 0 else f"FAILED (exit {code})"
-        print(f"=== {path.stem}: {status}, {seconds:.1f} s", flush=True)
-        summary.append((path.stem, status, seconds, results))
-        if code != 0 and args.stop_on_error:
-            break
+    if args.jobs > 1:
+        summary = run_all(paths, args, mode)
+    else:
+        summary = []
+        for path in paths:
+            print(f"\n=== {path.stem} ({mode} mode) ===", flush=True)
+            code, seconds, results = run_child(path, args.reduced, args.progress, args.model, args.cell_times)
+            status = "ok" if code == 0 else f"FAILED (exit {code})"
+            print(f"=== {path.stem}: {status}, {seconds:.1f} s", flush=True)
+            summary.append((path.stem, status, seconds, results))
+            if code != 0 and args.stop_on_error:
+                break
     elapsed = time.perf_counter() - start
 
     print(f"\n##### summary ({mode} mode, {device_name()}, torch {torch.__version__}, "
