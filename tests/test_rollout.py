@@ -38,7 +38,6 @@ def test_training_logps_equal_sampler_scores_on_left_padded_batch(policy):
     assert ((naive - train_logps) * mask)[padded_rows].abs().max().item() > 1e-3
 
 
-
 def test_samples_that_share_a_prompt_cache_equal_generate_on_repeated_prompts(policy):
     """num_samples > 1 reads each prompt once (shared_prompt_cache); generate on the repeated prompts,
     which reads every row's prompt itself, must draw the same tokens with the same log-probs."""
@@ -53,6 +52,7 @@ def test_samples_that_share_a_prompt_cache_equal_generate_on_repeated_prompts(po
     assert torch.equal(shared.completion_ids, plain.completion_ids) and shared.texts == plain.texts
     assert len(set(shared.texts[:4])) > 1, "the four samples of one prompt must differ"
     assert (shared_logps - plain_logps).abs().max().item() < 1e-5
+
 
 def test_completion_mask_keeps_eos_and_texts_drop_it(policy):
     model, tok = policy
