@@ -7,10 +7,12 @@ Fixture course: tests/fixtures/course (``sft_loss`` 1 visible + 2 hidden points,
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,7 @@ import pytest
 from autograder.grade import grade
 
 ROOT = Path(__file__).resolve().parent.parent
-from demo_course import COURSE, RELEASE, SEQ_OK, SFT_OK, SFT_PARTIAL, notebook  # noqa: E402
+from demo_course import COURSE, RELEASE, SEQ_OK, SFT_OK, SFT_PARTIAL, gradebook_scores, notebook  # noqa: E402
 
 
 def table(out: Path) -> dict:
@@ -81,6 +83,129 @@ def test_messy_lms_zip_through_the_course_command(tmp_path):
     assert (z.parent / "nbgrader" / "autograded" / "Ana_María" / "demo" / "demo.ipynb").exists()
     assert (z.parent / "graded" / "feedback" / "Ana_María" / "demo" / "demo.html").exists()
 
+
+# ----------------------------------------------------------------------------- intake: nobody dropped or merged
+def _intake(folder: Path, tmp: Path):
+    """(rows by student id, not-graded list) of ``collect`` over ``folder`` (no notebook is run)."""
+    from autograder import notebooks as nbs
+    from autograder.grade import collect
+
+    items, skipped = collect(folder, nbs.load_course(COURSE), tmp)
+    rows = {}
+    for it in items:
+        assert it.student not in rows, f"two rows for {it.student}"
+        rows[it.student] = it
+    return rows, dict(skipped)
+
+
+def _answer(item) -> str:
+    """The student's ``sft_loss`` cell in a collected notebook."""
+    cells = json.loads(item.data)["cells"]
+    return next("".join(c["source"]) for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == "sft_loss")
+
+
+def test_intake_two_students_with_one_display_name_keep_two_rows(tmp_path):
+    """Two "Ana María" with different LMS ids were one row, the second's work silently dropped."""
+    export = tmp_path / "export"
+    export.mkdir()
+    first, second = notebook({"sft_loss": SFT_OK}), notebook({"sft_loss": SFT_PARTIAL})
+    (export / "Ana María_1001_demo.ipynb").write_text(first)
+    (export / "Ana María_1002_demo.ipynb").write_text(second)
+    (export / "Ana María_1002_LATE_demo.ipynb").write_text(second)  # the same student's second upload
+    (export / "ben_1003_demo.ipynb").write_text(first)
+    rows, skipped = _intake(export, tmp_path / "tmp")
+    assert sorted(rows) == ["Ana_María_1001", "Ana_María_1002", "ben"], sorted(rows)  # the ordinary id unchanged
+    assert _answer(rows["Ana_María_1001"]) == SFT_OK and _answer(rows["Ana_María_1002"]) == SFT_PARTIAL
+    for sid in ("Ana_María_1001", "Ana_María_1002"):
+        assert any("1001" in n and "1002" in n for n in rows[sid].notes), rows[sid].notes
+    assert any("Ana María_1002_demo.ipynb" in n and "Ana María_1002_LATE_demo.ipynb" in n and "graded" in n
+               for n in rows["Ana_María_1002"].notes), rows["Ana_María_1002"].notes
+    assert rows["ben"].notes == [] and skipped == {}
+
+
+def test_intake_folders_that_sanitise_alike_keep_their_own_rows(tmp_path):
+    """``=1+1`` and ``+1+1`` both became ``1_1`` (one dropped); a plain folder keeps its name as its id."""
+    for name, answer in (("=1+1", SFT_OK), ("+1+1", SFT_PARTIAL), ("1_1", SFT_OK + "# plain\n")):
+        d = tmp_path / "class" / name / "demo"
+        d.mkdir(parents=True)
+        (d / "demo.ipynb").write_text(notebook({"sft_loss": answer}))
+    rows, skipped = _intake(tmp_path / "class", tmp_path / "tmp")
+    assert len(rows) == 3 and "1_1" in rows and rows["1_1"].notes == [], rows
+    assert _answer(rows["1_1"]).endswith("# plain\n")
+    others = {sid: it for sid, it in rows.items() if sid != "1_1"}
+    assert all(sid.startswith("1_1_") for sid in others), sorted(rows)
+    assert sorted(_answer(it) for it in others.values()) == sorted([SFT_OK, SFT_PARTIAL])  # each its own work
+    for sid, it in others.items():
+        assert any(sid in n and "=1+1" in n and "+1+1" in n for n in it.notes), it.notes
+    assert skipped == {}
+
+
+def test_intake_dot_folders_and_junk_are_graded_or_listed(tmp_path):
+    """A folder named ``...`` and folders starting with ``.`` vanished without a row; so did a flat file that
+    was not a notebook. Now every input is a row or is listed as not graded, with the reason."""
+    cls = tmp_path / "class"
+    for name in ("...", ".ana", "ana"):
+        d = cls / name / "demo"
+        d.mkdir(parents=True)
+        (d / "demo.ipynb").write_text(notebook({"sft_loss": SFT_OK + f"# {name}\n"}))
+    (cls / ".ipynb_checkpoints").mkdir()
+    (cls / ".ipynb_checkpoints" / "demo-checkpoint.ipynb").write_text(notebook({"sft_loss": SFT_OK}))
+    (cls / "__MACOSX").mkdir()
+    (cls / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (cls / "zed_1005_essay.txt").write_text("I could not do the homework")
+    (cls / "cy_1006_report.pdf").write_bytes(b"%PDF-1.4")
+    rows, skipped = _intake(cls, tmp_path / "tmp")
+    assert len(rows) == 4, sorted(rows)  # "...", ".ana", "ana" and zed
+    assert "ana" in rows and _answer(rows["ana"]).endswith("# ana\n")
+    by_folder = {_answer(it).splitlines()[-1]: sid for sid, it in rows.items() if it.data}
+    assert set(by_folder) == {"# ...", "# .ana", "# ana"}, by_folder
+    for sid in rows:
+        assert sid and not sid.startswith(".") and "/" not in sid, sid
+    zed = next(it for sid, it in rows.items() if sid.startswith("zed"))
+    assert zed.data is None and any("zed_1005_essay.txt" in n for n in zed.notes), zed.notes
+    assert set(skipped) == {".ipynb_checkpoints", "__MACOSX", ".DS_Store", "cy_1006_report.pdf"}, skipped
+    assert all(reason.startswith("not graded, because ") for reason in skipped.values()), skipped
+
+
+def test_intake_zip_entries_are_a_row_or_listed(tmp_path):
+    """A corrupt entry in a student's folder costs that student a row (not a new student named after the file);
+    an entry whose path leaves the zip's folder is listed as not graded."""
+    marker = "BEN-CORRUPT-MARKER"
+    z = tmp_path / "class.zip"
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("ana/demo/demo.ipynb", notebook({"sft_loss": SFT_OK}))
+        zf.writestr("ben/demo/demo.ipynb", notebook({"sft_loss": SFT_OK}).replace('"nbformat"', f'"{marker}": 1, "nbformat"', 1))
+        zf.writestr("../outside_1007_demo.ipynb", notebook({"sft_loss": SFT_OK}))
+        zf.writestr(".DS_Store", b"\0\0\0\1Bud1")
+    z.write_bytes(z.read_bytes().replace(marker.encode(), marker.lower().encode()))  # ben's CRC no longer matches
+    rows, skipped = _intake(z, tmp_path / "tmp")
+    assert sorted(rows) == ["ana", "ben"], sorted(rows)
+    assert rows["ben"].data is None and "corrupt" in rows["ben"].tags
+    assert set(skipped) == {"../outside_1007_demo.ipynb", ".DS_Store"}, skipped
+
+
+def test_intake_students_alike_by_name_each_graded_and_recorded(tmp_path):
+    """Through the whole command: the "Ana María" pair, ``=1+1`` / ``+1+1``, ``...`` and ``-1`` each get their
+    own graded row, gradebook entry and feedback page; what is no student's is listed in not_graded.csv."""
+    cls = tmp_path / "class"
+    cls.mkdir()
+    full = notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK})  # one code: the notebook runs once
+    (cls / "Ana María_1001_demo.ipynb").write_text(full)
+    (cls / "Ana María_1002_demo.ipynb").write_text(full)
+    for name in ("=1+1", "+1+1", "...", "-1"):
+        d = cls / name / "demo"
+        d.mkdir(parents=True)
+        (d / "demo.ipynb").write_text(full)
+    (cls / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    rows = grade(cls, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", workers=1, quiet=True,
+                 nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    ids = {r["student"] for r in rows}
+    assert len(rows) == len(ids) == 6 and {"Ana_María_1001", "Ana_María_1002", "-1", "unnamed"} <= ids, ids
+    assert all((r["total"], r["status"]) == ("5", "ok") for r in rows), rows
+    assert gradebook_scores(sqlite3.connect(tmp_path / "gb.db")) == {s: 5.0 for s in ids}
+    assert all((tmp_path / "out" / "feedback" / s / "demo" / "demo.html").exists() for s in ids)
+    with open(tmp_path / "out" / "not_graded.csv", newline="") as fh:
+        assert [r["input"] for r in csv.DictReader(fh)] == [".DS_Store"]
 
 # ----------------------------------------------------------------------------- resumable and deterministic
 def _class(root: Path, n: int) -> Path:
