@@ -863,24 +863,32 @@ def _write_csv(out: Path, outcomes: list[Outcome], sources) -> list[dict]:
         row.update({"total": f"{sum(o.points.values()):g}", "max": f"{src.max_points:g}",
                     "status": status_of(o.tags), "notes": " | ".join(o.notes), "seconds": f"{o.seconds:.1f}"})
         rows.append(row)
-    tmp = out / "grades.csv.part"
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["student", "assignment", "notebook", *exercise_cols,
-                                                "total", "max", "status", "notes", "seconds"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out / "grades.csv")
+    fields = ["student", "assignment", "notebook", *exercise_cols, "total", "max", "status", "notes", "seconds"]
+    _write_table(out / "grades.csv", [fields] + [[row[f] for f in fields] for row in rows])
     return rows
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: one that would start a formula (``=``, ``+``, ``-``, ``@``,
+    tab, carriage return: the usual CSV-injection defence) gets a ``'`` in front."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _write_table(path: Path, rows: list[list]) -> None:
+    """Every CSV the grader writes: cells escaped for spreadsheets, written whole or not at all."""
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", newline="", errors="replace") as fh:
+        csv.writer(fh).writerows([[spreadsheet_cell(v) for v in row] for row in rows])
+    os.replace(tmp, path)
 
 
 def _write_not_graded(out: Path, skipped: list[tuple[str, str]]) -> None:
     """``not_graded.csv``: each input that is no student's (``input, reason``), so nothing is lost silently."""
-    tmp = out / "not_graded.csv.part"
-    with open(tmp, "w", newline="", errors="replace") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["input", "reason"])
-        writer.writerows(skipped)
-    os.replace(tmp, out / "not_graded.csv")
+    _write_table(out / "not_graded.csv", [["input", "reason"], *skipped])
 
 
 def main(argv=None) -> int:

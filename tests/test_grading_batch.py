@@ -203,9 +203,29 @@ def test_intake_students_alike_by_name_each_graded_and_recorded(tmp_path):
     assert len(rows) == len(ids) == 6 and {"Ana_María_1001", "Ana_María_1002", "-1", "unnamed"} <= ids, ids
     assert all((r["total"], r["status"]) == ("5", "ok") for r in rows), rows
     assert gradebook_scores(sqlite3.connect(tmp_path / "gb.db")) == {s: 5.0 for s in ids}
+    assert "'-1" in table(tmp_path / "out")  # the CSV has it as text, not as a formula
     assert all((tmp_path / "out" / "feedback" / s / "demo" / "demo.html").exists() for s in ids)
     with open(tmp_path / "out" / "not_graded.csv", newline="") as fh:
         assert [r["input"] for r in csv.DictReader(fh)] == [".DS_Store"]
+
+def test_csv_cells_are_escaped_for_spreadsheets(tmp_path):
+    """A cell that a spreadsheet would read as a formula starts with a quote, in every CSV the grader writes."""
+    from autograder import notebooks as nbs
+    from autograder.grade import Outcome, _write_csv, _write_not_graded
+
+    sources = {(a, s.name): s for a, srcs in nbs.load_course(COURSE).items() for s in srcs}
+    points = {"sft_loss": 0.0, "sequence_log_prob": 0.0}
+    nasty = ["-2_3", "@SUM_A1", "=HYPERLINK(1)", "+1", "\tx", "\rx"]
+    outcomes = [Outcome(s, "demo", "demo", points, points, ["missing"], [s]) for s in nasty]
+    _write_csv(tmp_path, outcomes, sources)
+    _write_not_graded(tmp_path, [(s, "=not graded, because") for s in nasty])
+    with open(tmp_path / "grades.csv", newline="") as fh:
+        cells = [(r["student"], r["notes"]) for r in csv.DictReader(fh)]
+    assert cells == [("'" + s, "'" + s) for s in nasty], cells
+    with open(tmp_path / "not_graded.csv", newline="") as fh:
+        cells = [tuple(r.values()) for r in csv.DictReader(fh)]
+    assert cells == [("'" + s, "'=not graded, because") for s in nasty], cells
+
 
 # ----------------------------------------------------------------------------- resumable and deterministic
 def _class(root: Path, n: int) -> Path:
