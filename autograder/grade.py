@@ -498,21 +498,28 @@ def _limit_worker():
 
 
 class Worker:
-    """One ``python -m autograder.worker --serve`` process, reused for notebook after notebook."""
+    """One ``python -m autograder.worker --serve`` process, reused for notebook after notebook. Its stderr goes
+    to ``tmp/worker-<slot>.log``; a job that leaves no result is reported with what the worker wrote there
+    during that job and how it ended (``failure``)."""
+
+    command = ("-m", "autograder.worker", "--serve")  # after the interpreter
 
     def __init__(self, opts, slot: int):
         self.opts, self.proc = opts, None
         self.uid = SANDBOX_UID_BASE + slot  # the user its students' code runs as: one per parallel worker
+        self.log_path = Path(opts.tmp) / f"worker-{slot}.log"
+        self.job_start = 0  # where the current job's part of the log begins
+        self.returncode = None  # how the process ended, once it has in the current job
 
     def start(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # each worker's share of the cores
             env.setdefault(var, str(self.opts.threads))
-        self.log = open(Path(self.opts.tmp) / f"worker-{threading.get_ident()}.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker", "--serve"], cwd="/", env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     preexec_fn=_limit_worker)
+        with open(self.log_path, "ab") as log:  # the worker has its own copy: nothing stays open here
+            self.proc = subprocess.Popen([sys.executable, *self.command], cwd="/", env=env,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                         preexec_fn=_limit_worker)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -520,7 +527,12 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self.proc.wait()
+            self.returncode = self.proc.wait()
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
             self.proc = None
 
     def run(self, ws: Path, timeout: float) -> bool:
@@ -528,7 +540,10 @@ class Worker:
         import select
 
         if self.proc is None or self.proc.poll() is not None:
+            self.stop()
             self.start()
+        self.returncode = None
+        self.job_start = self.log_path.stat().st_size
         try:
             self.proc.stdin.write(f"{ws}\n".encode())
             self.proc.stdin.flush()
@@ -548,6 +563,24 @@ class Worker:
                 return True
             if line.strip() == b"done":
                 return True
+
+    def failure(self, limit: int = 300) -> str:
+        """Why the current job left no result: the end of what the worker wrote to its log during the job,
+        and how the worker ended if it did."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(max(self.job_start, self.log_path.stat().st_size - 4 * limit))
+                text = fh.read().decode(errors="replace").strip()
+        except OSError as exc:
+            text = f"(its log cannot be read: {exc.strerror})"
+        ended, code = "", self.returncode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in set(signal.Signals) else f"signal {-code}"
+            ended = f"the grading worker was killed by {name}"
+        elif code is not None:
+            ended = f"the grading worker exited with status {code}"
+        text = text[-(limit - len(ended) - 2):] if text else ""
+        return "; ".join(t for t in (text, ended) if t) or "the grading worker wrote no result and no error"
 
 
 _WORKERS = threading.local()
@@ -574,6 +607,7 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
         notes.append("graded with --no-sandbox: the student's code ran without isolation")
     nb, hidden, roles = nbs.build(src, ex.answers)
     load_seconds = max(10.0, opts.cell_timeout * 0.75)
+    worker = _worker(opts)
     ws = Path(opts.tmp) / f"ws-{hashlib.sha256(f'{item.student}/{item.assignment}/{item.notebook}'.encode()).hexdigest()[:16]}"
     shutil.rmtree(ws, ignore_errors=True)
     try:
@@ -593,15 +627,15 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
             # the student's cells must have run before the first test cell's time limit: answer cells always
             # run, the cells they added only within the load budget
             "cell_seconds": min(opts.call_seconds, load_seconds / 3), "load_seconds": load_seconds,
-            "scratch_mb": 256, "uid": _worker(opts).uid}))
-        if not _worker(opts).run(ws, opts.timeout):
+            "scratch_mb": 256, "uid": worker.uid}))
+        if not worker.run(ws, opts.timeout):
             tags |= {"timeout", "error"}
             notes.append(f"the notebook did not finish within {opts.timeout:g} s")
             return zero, tags, notes, None, None, None
         result = json.loads((ws / "result.json").read_text()) if (ws / "result.json").exists() else None
         if not result or not result["success"]:
             tags.add("error")
-            detail = (result or {}).get("error", "") or (ws / "worker.log").read_text(errors="replace")
+            detail = (result or {}).get("error", "") or worker.failure()
             notes.append("the notebook could not be run: " + detail[-300:].strip())
             return zero, tags, notes, None, None, None
         points = dict(zero)

@@ -227,6 +227,51 @@ def test_csv_cells_are_escaped_for_spreadsheets(tmp_path):
     assert cells == [("'" + s, "'=not graded, because") for s in nasty], cells
 
 
+# ----------------------------------------------------------------------------- a worker that dies
+DYING_WORKER = """
+import os, signal, sys
+job = sys.stdin.readline().strip()
+print("Traceback (most recent call last):", file=sys.stderr)
+print(f"RuntimeError: WORKER-DIED-MARKER while grading {os.path.basename(job)}", file=sys.stderr, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_worker_that_dies_leaves_its_real_error_in_the_notes(tmp_path, monkeypatch):
+    """The grader read ``ws/worker.log``, which nothing writes: the row said "grader error: FileNotFoundError".
+    Now the notes carry what the worker wrote to its log in that job and the signal that killed it; the
+    worker is started again for the next notebook, and no log stays open in the grader."""
+    import argparse
+    import threading
+
+    from autograder import grade as grading
+    from autograder import notebooks as nbs
+
+    monkeypatch.setattr(grading.Worker, "command", ("-c", DYING_WORKER))
+    monkeypatch.setattr(grading, "_WORKERS", threading.local())
+    monkeypatch.setattr(grading, "_ALL_WORKERS", [])
+    monkeypatch.setattr(grading, "_CACHE", {})
+    src = nbs.load_course(COURSE)["demo"][0]
+    (tmp_path / "template.db").write_bytes(b"")
+    opts = argparse.Namespace(timeout=60, cell_timeout=10, memory_gb=1.0, keep=False, tmp=tmp_path, cache=False,
+                              no_sandbox=False, call_seconds=5, cpu_seconds=60, threads=1, stubs={},
+                              template_db=tmp_path / "template.db", sandbox_root=tmp_path / "sandbox")
+    try:
+        outcomes = [grading.run_item(grading.Item(f"s{i}", "demo", "demo", notebook({"sft_loss": SFT_OK}).encode()),
+                                     src, opts) for i in range(2)]
+    finally:
+        for w in grading._ALL_WORKERS:
+            w.stop()
+    for outcome in outcomes:
+        assert "error" in outcome.tags, outcome
+        note = next(n for n in outcome.notes if n.startswith("the notebook could not be run"))
+        assert "RuntimeError: WORKER-DIED-MARKER while grading ws-" in note and "killed by SIGKILL" in note, note
+        assert "FileNotFoundError" not in note
+    logs = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [f for f in logs if "worker-" in f and f.endswith(".log")], logs
+
+
 # ----------------------------------------------------------------------------- resumable and deterministic
 def _class(root: Path, n: int) -> Path:
     for i in range(n):  # different code per student, so nothing is shared between them
