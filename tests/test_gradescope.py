@@ -73,3 +73,24 @@ def test_broken_submission(autograder_tree):
     assert res["score"] == 0
     assert all(t["score"] == 0 for t in res["tests"])
     assert "not a valid notebook" in res["output"] or "not a notebook" in res["output"]
+
+
+def test_a_grader_that_fails_gives_no_score_not_a_zero(tmp_path):
+    """Where the grading command failed, run_autograder wrote a score of 0: a grader fault counted as the
+    student's. Now it writes no results.json (Gradescope shows a failed run, with no score, for the staff to
+    rerun) and prints only a plain sentence; the reason stays in grading.log."""
+    root, course = tmp_path / "autograder", tmp_path / "course"
+    (root / "submission").mkdir(parents=True)
+    (course / "solutions").mkdir(parents=True)
+    shutil.copy(ROOT / "autograder" / "gradescope" / "run_autograder", root / "run_autograder")
+    python = tmp_path / "python"  # Python, but the grading command fails, its log holding what only the staff may read
+    python.write_text(f'#!/bin/sh\nif [ "$1" = -m ]; then echo "Traceback: HIDDEN-TEST-MARKER" >&2; exit 1; fi\n'
+                      f'exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    env = {"GRADESCOPE_ROOT": str(root), "RLCOURSE_PYTHON": str(python), "RLCOURSE_COURSE": str(course),
+           "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(["bash", str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert not (root / "results" / "results.json").exists()
+    assert "no points were taken" in proc.stdout and "HIDDEN-TEST-MARKER" not in proc.stdout + proc.stderr
+    assert "HIDDEN-TEST-MARKER" in (root / "grading.log").read_text()
