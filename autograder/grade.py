@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -39,10 +40,18 @@ from . import notebooks as nbs
 from . import sandbox
 
 REPO = Path(__file__).resolve().parent.parent
-GRADER_VERSION = "2"  # part of every result's key: results of another grader version are not reused
+GRADER_VERSION = "3"  # part of every result's key: results of another grader version are not reused
 STATUS_ORDER = ["ok", "not_attempted", "missing", "empty", "invalid_json", "too_large", "corrupt", "renamed",
                 "outdated", "duplicate_ids", "tests_edited", "timeout", "memory", "crashed", "tampering",
-                "unsandboxed", "error"]
+                "unsandboxed", "error", "grader_error"]
+# A grader fault (the grading worker or its kernel failed to start or died, nbgrader failed, the student's process
+# did not start before any of the student's code ran) is never the student's: it is tried again with a fresh worker
+# and kernel, GRADER_ATTEMPTS times in all; if it persists, the notebook is marked GRADER_ERROR (no points taken,
+# regraded by the next plain run). What went wrong goes to the instructor only (Outcome.grader_notes).
+GRADER_ATTEMPTS = 3
+GRADER_ERROR = "grader_error"
+GRADER_ERROR_NOTE = "the grader failed on this notebook; it will be regraded: no points were taken"
+STUDENT_EVENTS = {"timeout", "cell_timeout", "crashed", "memory", "protocol"}  # what the student's process did
 DEFAULT_WORKERS = min(2 * (os.cpu_count() or 1), 8)
 SANDBOX_UID_BASE = 61000  # unprivileged uids, not in /etc/passwd: one per parallel worker
 IGNORED_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
@@ -433,6 +442,9 @@ class Outcome:
     feedback: str | None = None  # nbgrader's feedback HTML
     autograded: str | None = None  # the executed notebook (for formgrader)
     peak_mb: dict | None = None  # peak resident memory of the worker and of its largest child
+    # the grader's own diagnostics (logs of the worker and nbgrader, grader tracebacks): they may hold hidden test
+    # code or inputs, so they go to the instructor only (grades.csv's grader_notes), never into notes
+    grader_notes: list = field(default_factory=list)
 
 
 def release_answers(course_root: Path, src: nbs.SourceNotebook) -> dict[str, str]:
@@ -477,11 +489,15 @@ def run_item(item: Item, src: nbs.SourceNotebook, opts) -> Outcome:
     with _CACHE_LOCK:
         lock = _CACHE_LOCKS.setdefault(key, threading.Lock())
     with lock:  # identical code runs once per batch: the executed notebook would be the same
-        if key not in _CACHE or not opts.cache:
-            _CACHE[key] = execute(item, src, ex, opts)
-        points, run_tags, run_notes, feedback, autograded, peak = _CACHE[key]
+        if key in _CACHE and opts.cache:
+            result = _CACHE[key]
+        else:
+            result = execute(item, src, ex, opts)
+            if GRADER_ERROR not in result[1]:  # a grader fault is tried again for the next copy
+                _CACHE[key] = result
+        points, run_tags, run_notes, feedback, autograded, peak, grader_notes = result
     outcome.points, outcome.tags = dict(points), sorted(tags | run_tags)
-    outcome.notes = notes + run_notes
+    outcome.notes, outcome.grader_notes = notes + run_notes, list(grader_notes)
     outcome.feedback, outcome.autograded, outcome.peak_mb = feedback, autograded, peak
     outcome.seconds = time.time() - start
     return outcome
@@ -564,7 +580,7 @@ class Worker:
             if line.strip() == b"done":
                 return True
 
-    def failure(self, limit: int = 300) -> str:
+    def failure(self, limit: int = 1500) -> str:
         """Why the current job left no result: the end of what the worker wrote to its log during the job,
         and how the worker ended if it did."""
         try:
@@ -596,16 +612,65 @@ def _worker(opts) -> Worker:
     return w
 
 
+class GraderFault(Exception):
+    """The grader, not the student, kept this notebook from being graded (the message is for the instructor)."""
+
+
 def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
-    """Run the built notebook in a worker process: (points, tags, notes, feedback html, autograded json)."""
+    """Run the built notebook in a worker process: (points, tags, notes, feedback html, autograded json, peak
+    memory, grader notes). A grader fault is tried again with a fresh worker and kernel (GRADER_ATTEMPTS in all);
+    if it persists the notebook is tagged GRADER_ERROR with zero points that are not the student's (the gradebook
+    and grades.csv leave them open) and a plain note; what went wrong is in the grader notes only."""
+    zero = {n: 0.0 for n in src.exercises}
+    nb, hidden, roles = nbs.build(src, ex.answers)
+    grader_notes = []
+    for attempt in range(1, GRADER_ATTEMPTS + 1):
+        try:
+            points, tags, notes, feedback, autograded, peak = _run_once(item, src, ex, opts, nb, hidden, roles)
+            break
+        except (GraderFault, OSError) as exc:
+            detail = str(exc) if isinstance(exc, GraderFault) else f"{type(exc).__name__}: {exc}"
+            grader_notes.append(f"attempt {attempt} of {GRADER_ATTEMPTS}: {detail.strip()}")
+            _worker(opts).stop()  # the next attempt gets a fresh worker, and with it a fresh kernel and ports
+    else:
+        points, tags, notes, feedback, autograded, peak = dict(zero), {GRADER_ERROR}, [GRADER_ERROR_NOTE], None, None, None
+    if opts.no_sandbox:
+        tags.add("unsandboxed")
+        notes.insert(0, "graded with --no-sandbox: the student's code ran without isolation")
+    return points, tags, notes, feedback, autograded, peak, grader_notes
+
+
+def _events(ws: Path) -> list[dict]:
+    """The events the grader's kernel recorded about the student's process (autograder/remote.py)."""
+    events = []
+    try:
+        lines = (ws / "events.jsonl").read_text(errors="replace").splitlines()[:1000]
+    except OSError:
+        return events
+    for line in lines:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict):
+            events.append(ev)
+    return events
+
+
+def _last_exception(log: str) -> str:
+    """The last ``SomeError: message`` line of a log with tracebacks (nbgrader's log of a failed notebook)."""
+    found = re.findall(r"^\s*((?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt|Died)\b:.*)$", log or "", re.M)
+    return found[-1].strip()[:300] if found else ""
+
+
+def _run_once(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts, nb, hidden, roles):
+    """One attempt: (points, tags, notes, feedback html, autograded json, peak memory); GraderFault where the
+    grader failed. Only what the student's process did (time-outs, crashes, memory, protocol breaks) lowers
+    the score."""
     import nbformat
 
     zero = {n: 0.0 for n in src.exercises}
     tags, notes = set(), []
-    if opts.no_sandbox:
-        tags.add("unsandboxed")
-        notes.append("graded with --no-sandbox: the student's code ran without isolation")
-    nb, hidden, roles = nbs.build(src, ex.answers)
     load_seconds = max(10.0, opts.cell_timeout * 0.75)
     worker = _worker(opts)
     ws = Path(opts.tmp) / f"ws-{hashlib.sha256(f'{item.student}/{item.assignment}/{item.notebook}'.encode()).hexdigest()[:16]}"
@@ -629,15 +694,27 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
             "cell_seconds": min(opts.call_seconds, load_seconds / 3), "load_seconds": load_seconds,
             "scratch_mb": 256, "uid": worker.uid}))
         if not worker.run(ws, opts.timeout):
+            if not any(ev.get("kind") in STUDENT_EVENTS for ev in _events(ws)):  # nothing the student did
+                raise GraderFault(f"the notebook did not finish within {opts.timeout:g} s and the student's process "
+                                  f"had no time-out, crash or memory event: {worker.failure()}")
             tags |= {"timeout", "error"}
             notes.append(f"the notebook did not finish within {opts.timeout:g} s")
             return zero, tags, notes, None, None, None
-        result = json.loads((ws / "result.json").read_text()) if (ws / "result.json").exists() else None
-        if not result or not result["success"]:
-            tags.add("error")
-            detail = (result or {}).get("error", "") or worker.failure()
-            notes.append("the notebook could not be run: " + detail[-300:].strip())
-            return zero, tags, notes, None, None, None
+        try:
+            result = json.loads((ws / "result.json").read_text())
+        except FileNotFoundError:
+            raise GraderFault(f"the grading worker wrote no result: {worker.failure()}") from None
+        except ValueError as exc:
+            raise GraderFault(f"the grading worker's result is unreadable ({exc}): {worker.failure()}") from None
+        if not result["success"]:
+            why = _last_exception(result.get("log", "")) or _last_exception(result.get("error", ""))
+            raise GraderFault(f"nbgrader could not run the notebook{f' ({why})' if why else ''}; the end of the "
+                              f"worker's log: {worker.failure()}")
+        if result["errors"].get("init:None"):
+            raise GraderFault(f"the grader's first cell (autograder/kernel.py) raised {result['errors']['init:None']}")
+        failed_start = [str(ev.get("detail", "")) for ev in result["events"] if ev.get("kind") == "error"]
+        if failed_start:
+            raise GraderFault("; ".join(failed_start))
         points = dict(zero)
         for gid, (score, _) in result["grades"].items():
             owner = src.test_owner.get(gid)
@@ -652,8 +729,6 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
                 tags.add("crashed")
             elif kind == "memory":
                 tags.add("memory")
-            elif kind == "error":
-                tags.add("error")
             elif kind == "protocol":
                 tags.add("tampering")
                 if what in points:
@@ -698,6 +773,7 @@ def record(db_url: str, course_id: str, outcome: Outcome, src: nbs.SourceNoteboo
 
     warnings.filterwarnings("ignore", module="nbgrader")
     warnings.filterwarnings("ignore", category=Warning, message=".*not in session.*")
+    failed = GRADER_ERROR in outcome.tags  # not graded: no score, and formgrader lists it as needing a grade
     with Gradebook(db_url, course_id) as gb:
         gb.update_or_create_student(outcome.student)
         gb.update_or_create_submission(outcome.assignment, outcome.student)
@@ -707,6 +783,9 @@ def record(db_url: str, course_id: str, outcome: Outcome, src: nbs.SourceNoteboo
             owner = src.test_owner.get(grade.name)
             if owner is None:
                 continue
+            if failed:
+                grade.auto_score, grade.needs_manual_grade = None, True
+                continue
             give = min(remaining.get(owner, 0.0), float(grade.max_score or 0))
             remaining[owner] = remaining.get(owner, 0.0) - give
             grade.auto_score = give
@@ -715,12 +794,15 @@ def record(db_url: str, course_id: str, outcome: Outcome, src: nbs.SourceNoteboo
 
 
 def feedback_page(outcome: Outcome, status: str) -> str:
-    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{outcome.points[n]:g} / {outcome.max_points[n]:g}</td></tr>"
-                   for n in outcome.points)
+    """The student's page: points, status and notes (never grader_notes), above nbgrader's feedback."""
+    failed = GRADER_ERROR in outcome.tags
+    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{'-' if failed else f'{outcome.points[n]:g}'} / "
+                   f"{outcome.max_points[n]:g}</td></tr>" for n in outcome.points)
     total, mx = sum(outcome.points.values()), sum(outcome.max_points.values())
+    score = f"not graded yet (of {mx:g})" if failed else f"{total:g} / {mx:g}"
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in outcome.notes)
     banner = (f'<div style="border:2px solid #888;padding:8px;margin:8px;font-family:sans-serif">'
-              f"<h2>{html.escape(outcome.assignment)} / {html.escape(outcome.notebook)}: {total:g} / {mx:g}</h2>"
+              f"<h2>{html.escape(outcome.assignment)} / {html.escape(outcome.notebook)}: {score}</h2>"
               f"<p>Student: {html.escape(outcome.student)}. Status: <b>{html.escape(status)}</b></p>"
               f"<table>{rows}</table><ul>{notes}</ul></div>")
     if outcome.feedback:
@@ -808,10 +890,12 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
         for it in items:
             key = _result_key(it, digests[(it.assignment, it.notebook)], opts)
             saved = results_dir / f"{key}.json"
-            if saved.exists():
+            if saved.exists():  # graded in an earlier run: kept, unless the grader failed on it then
                 try:
-                    outcomes[key] = Outcome(**json.loads(saved.read_text()))
-                    continue
+                    earlier = Outcome(**json.loads(saved.read_text()))
+                    if GRADER_ERROR not in earlier.tags:
+                        outcomes[key] = earlier
+                        continue
                 except (ValueError, TypeError):
                     pass
             todo.append((key, it))
@@ -837,11 +921,12 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                 key, it = futures[fut]
                 try:
                     outcome = fut.result()
-                except Exception as exc:  # noqa: BLE001 - one submission never stops the batch
-                    src = sources[(it.assignment, it.notebook)]
+                except Exception as exc:  # noqa: BLE001 - one submission never stops the batch; a grader fault
+                    src = sources[(it.assignment, it.notebook)]  # is not the student's: regraded by the next run
                     outcome = Outcome(it.student, it.assignment, it.notebook, {n: 0.0 for n in src.exercises},
-                                      {n: e.points for n, e in src.exercises.items()}, sorted(it.tags | {"error"}),
-                                      it.notes + [f"grader error: {exc!r}"[:300]])
+                                      {n: e.points for n, e in src.exercises.items()}, sorted(it.tags | {GRADER_ERROR}),
+                                      it.notes + [GRADER_ERROR_NOTE],
+                                      grader_notes=["grader error: " + "".join(traceback.format_exception(exc))[-1500:]])
                 finish(key, outcome)
                 bar.update(1)
         bar.close()
@@ -866,6 +951,10 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                 print(f"  {name}: {why}")
             if skipped:
                 print(f"{len(skipped)} inputs not graded: {out / 'not_graded.csv'}")
+            faults = [r for r in rows if GRADER_ERROR in r["status"].split("+")]
+            if faults:
+                print(f"{len(faults)} notebooks not graded because the grader failed ({GRADER_ERROR}; why: the "
+                      f"grader_notes column of grades.csv): run the same command again to grade them")
         return rows
     finally:
         if not keep:
@@ -892,12 +981,15 @@ def _write_csv(out: Path, outcomes: list[Outcome], sources) -> list[dict]:
     rows = []
     for o in outcomes:
         src = sources[(o.assignment, o.notebook)]
+        graded = GRADER_ERROR not in o.tags  # a grader fault leaves the points blank: not the student's zero
         row = {"student": o.student, "assignment": o.assignment, "notebook": o.notebook}
-        row.update({n: (f"{o.points[n]:g}" if n in o.points else "") for n in exercise_cols})
-        row.update({"total": f"{sum(o.points.values()):g}", "max": f"{src.max_points:g}",
-                    "status": status_of(o.tags), "notes": " | ".join(o.notes), "seconds": f"{o.seconds:.1f}"})
+        row.update({n: (f"{o.points[n]:g}" if n in o.points and graded else "") for n in exercise_cols})
+        row.update({"total": f"{sum(o.points.values()):g}" if graded else "", "max": f"{src.max_points:g}",
+                    "status": status_of(o.tags), "notes": " | ".join(o.notes),
+                    "grader_notes": " | ".join(o.grader_notes), "seconds": f"{o.seconds:.1f}"})
         rows.append(row)
-    fields = ["student", "assignment", "notebook", *exercise_cols, "total", "max", "status", "notes", "seconds"]
+    fields = ["student", "assignment", "notebook", *exercise_cols, "total", "max", "status", "notes", "grader_notes",
+              "seconds"]
     _write_table(out / "grades.csv", [fields] + [[row[f] for f in fields] for row in rows])
     return rows
 

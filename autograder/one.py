@@ -14,6 +14,11 @@ the same sandbox and the same checks, so any engine that runs one command per su
 
 With ``--gradescope`` it writes Gradescope's schema instead: one test per exercise with its score,
 ``max_score`` and the failing tests' teaching messages (never a hidden test's code or data).
+
+Only student-safe text goes into either file: the notes, never the grader's own diagnostics (they are in
+``grades.csv``'s ``grader_notes`` under ``--out``). Where the grader failed on a notebook (status
+``grader_error``), its ``total`` is null, the command exits with status 2, and with ``--gradescope`` it writes no
+results.json at all, so that Gradescope shows the run as failed, with no score, for the course staff to rerun.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from . import notebooks as nbs
-from .grade import REPO, grade, status_of
+from .grade import GRADER_ERROR, GRADER_ERROR_NOTE, REPO, grade, status_of
 
 
 def failing_messages(autograded: str | None, src: nbs.SourceNotebook) -> dict[str, str]:
@@ -72,19 +77,27 @@ def grade_one(submission: Path, out: Path, course_root: Path = REPO, student: st
         notebooks.append({
             "assignment": row["assignment"], "notebook": row["notebook"],
             "points": r.get("points", {}), "max_points": r.get("max_points", {}),
-            "total": float(row["total"]), "max": float(row["max"]), "status": row["status"],
-            "notes": r.get("notes", []),
+            "total": float(row["total"]) if row["total"] else None, "max": float(row["max"]),
+            "status": row["status"], "notes": r.get("notes", []),  # never grader_notes: the student may see these
             "feedback": str(out / "feedback" / row["student"] / row["assignment"] / f"{row['notebook']}.html"),
             "messages": failing_messages(r.get("autograded"), src)})
     tags = set()
     for nb in notebooks:
         tags |= set(nb["status"].split("+"))
-    return {"student": student, "total": sum(n["total"] for n in notebooks), "max": sum(n["max"] for n in notebooks),
-            "status": status_of(tags), "notebooks": notebooks}
+    graded = all(n["total"] is not None for n in notebooks)
+    return {"student": student, "total": sum(n["total"] for n in notebooks) if graded else None,
+            "max": sum(n["max"] for n in notebooks), "status": status_of(tags), "notebooks": notebooks}
+
+
+def grader_failed(result: dict) -> bool:
+    """Whether the grader failed on a notebook of this result (no score: it is to be regraded)."""
+    return any(GRADER_ERROR in nb["status"].split("+") for nb in result["notebooks"])
 
 
 def gradescope(result: dict) -> dict:
-    """Gradescope's results.json: one test per exercise."""
+    """Gradescope's results.json: one test per exercise (not for a result the grader failed on: grader_failed)."""
+    if grader_failed(result):
+        raise ValueError("the grader failed on this submission: it has no score to report")
     tests = []
     for nb in result["notebooks"]:
         for name, mx in nb["max_points"].items():
@@ -115,7 +128,14 @@ def main(argv=None) -> int:
     out = a.out or a.results.resolve().parent / "grading"
     result = grade_one(a.submission, out, a.course_root.resolve(), a.student, a.no_sandbox, a.workers, a.call_timeout)
     a.results.parent.mkdir(parents=True, exist_ok=True)
-    a.results.write_text(json.dumps(gradescope(result) if a.gradescope else result, indent=1))
+    failed = grader_failed(result)
+    if failed and a.gradescope:  # no results.json: Gradescope shows the run as failed, with no score
+        a.results.unlink(missing_ok=True)
+    else:
+        a.results.write_text(json.dumps(gradescope(result) if a.gradescope else result, indent=1))
+    if failed:
+        print(f"{result['student']}: {GRADER_ERROR_NOTE} (why: grader_notes in {out / 'grades.csv'})")
+        return 2
     print(f"{result['student']}: {result['total']:g} / {result['max']:g} ({result['status']}); {a.results}")
     return 0
 

@@ -65,8 +65,9 @@ def main(job_dir: str) -> int:
     api = NbGraderAPI(config=cfg)
     a, s, nb_name = job["assignment"], job["student"], job["notebook"]
     out = api.autograde(a, s)
+    # error: nbgrader's traceback; log: what it logged (why a notebook failed, e.g. a kernel that died at start)
     result = {"success": bool(out.get("success")), "error": (out.get("error") or "")[-3000:],
-              "grades": {}, "errors": {}, "events": []}
+              "log": (out.get("log") or "")[-3000:], "grades": {}, "errors": {}, "events": []}
     graded = ws / "autograded" / s / a / f"{nb_name}.ipynb"
     if not graded.exists():
         result["success"] = False

@@ -237,20 +237,27 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_a_worker_that_dies_leaves_its_real_error_in_the_notes(tmp_path, monkeypatch):
-    """The grader read ``ws/worker.log``, which nothing writes: the row said "grader error: FileNotFoundError".
-    Now the notes carry what the worker wrote to its log in that job and the signal that killed it; the
-    worker is started again for the next notebook, and no log stays open in the grader."""
-    import argparse
+def _fresh_workers(monkeypatch, grading) -> None:
+    """No worker, cached result or lingering worker of another test is reused."""
     import threading
+
+    monkeypatch.setattr(grading, "_WORKERS", threading.local())
+    monkeypatch.setattr(grading, "_ALL_WORKERS", [])
+    monkeypatch.setattr(grading, "_CACHE", {})
+
+
+def test_a_worker_that_dies_leaves_its_real_error_in_the_grader_notes(tmp_path, monkeypatch):
+    """The grader read ``ws/worker.log``, which nothing writes: the row said "grader error: FileNotFoundError".
+    Now the grader notes carry what the worker wrote to its log in each attempt and the signal that killed it;
+    the worker is started again for each attempt and the next notebook, and no log stays open in the grader.
+    The student's notes say only that the grader failed."""
+    import argparse
 
     from autograder import grade as grading
     from autograder import notebooks as nbs
 
     monkeypatch.setattr(grading.Worker, "command", ("-c", DYING_WORKER))
-    monkeypatch.setattr(grading, "_WORKERS", threading.local())
-    monkeypatch.setattr(grading, "_ALL_WORKERS", [])
-    monkeypatch.setattr(grading, "_CACHE", {})
+    _fresh_workers(monkeypatch, grading)
     src = nbs.load_course(COURSE)["demo"][0]
     (tmp_path / "template.db").write_bytes(b"")
     opts = argparse.Namespace(timeout=60, cell_timeout=10, memory_gb=1.0, keep=False, tmp=tmp_path, cache=False,
@@ -263,13 +270,164 @@ def test_a_worker_that_dies_leaves_its_real_error_in_the_notes(tmp_path, monkeyp
         for w in grading._ALL_WORKERS:
             w.stop()
     for outcome in outcomes:
-        assert "error" in outcome.tags, outcome
-        note = next(n for n in outcome.notes if n.startswith("the notebook could not be run"))
-        assert "RuntimeError: WORKER-DIED-MARKER while grading ws-" in note and "killed by SIGKILL" in note, note
-        assert "FileNotFoundError" not in note
+        assert outcome.tags == ["grader_error"] and outcome.notes == [grading.GRADER_ERROR_NOTE], outcome
+        assert len(outcome.grader_notes) == grading.GRADER_ATTEMPTS, outcome.grader_notes
+        for note in outcome.grader_notes:
+            assert "RuntimeError: WORKER-DIED-MARKER while grading ws-" in note and "killed by SIGKILL" in note, note
+            assert "FileNotFoundError" not in note
     logs = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
             if os.path.exists(f"/proc/self/fd/{fd}")]
     assert not [f for f in logs if "worker-" in f and f.endswith(".log")], logs
+
+
+# ----------------------------------------------------------------------------- grader faults
+HIDDEN_MARKER = "HIDDEN-TEST-MARKER"
+LEAKING_WORKER = f"""
+import os, signal, sys
+sys.stdin.readline()
+print("Traceback (most recent call last):", file=sys.stderr)
+print('  File "<hidden test>", line 3, in <module>', file=sys.stderr)
+print("    assert torch.allclose(sft_loss(torch.tensor([[-7.0, -3.5]]), mask), 7.0 / 3)  # {HIDDEN_MARKER}",
+      file=sys.stderr)
+print("AssertionError", file=sys.stderr, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_grader_fault_shows_the_student_a_sentence_and_the_instructor_the_log(tmp_path, monkeypatch):
+    """The worker's log went into the row's notes, and the notes reach the student (feedback page, the JSON of
+    ``autograder.one``, Gradescope's results.json). A grader-side log can hold hidden test code or inputs: it is
+    now in grades.csv's ``grader_notes`` only; the student reads that the grader failed and no points were taken."""
+    from autograder import grade as grading
+    from autograder import one
+
+    monkeypatch.setattr(grading.Worker, "command", ("-c", LEAKING_WORKER))
+    _fresh_workers(monkeypatch, grading)
+    cls = tmp_path / "class" / "ana" / "demo"
+    cls.mkdir(parents=True)
+    (cls / "demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
+    out, db = tmp_path / "out", tmp_path / "gb.db"
+    rows = grade(cls.parent.parent, out, COURSE, f"sqlite:///{db}", workers=1, quiet=True, nbgrader_dir=tmp_path / "nb")
+    assert [(r["student"], r["total"], r["status"]) for r in rows] == [("ana", "", "grader_error")], rows
+    row = table(out)["ana"]
+    assert HIDDEN_MARKER in row["grader_notes"] and "killed by SIGKILL" in row["grader_notes"], row
+    assert HIDDEN_MARKER not in row["notes"] and grading.GRADER_ERROR_NOTE in row["notes"], row
+    assert row["sft_loss"] == row["sequence_log_prob"] == row["total"] == "", row  # not a zero of the student's
+    page = (out / "feedback" / "ana" / "demo" / "demo.html").read_text()
+    assert HIDDEN_MARKER not in page and grading.GRADER_ERROR_NOTE in page and "not graded yet" in page
+    gradebook = sqlite3.connect(db)
+    assert HIDDEN_MARKER.encode() not in db.read_bytes()
+    assert set(gradebook.execute("select auto_score, needs_manual_grade from grade")) == {(None, 1)}
+
+    submission = cls / "demo.ipynb"
+    for mode in ([], ["--gradescope"]):
+        results = tmp_path / f"results{'-'.join(mode)}.json"
+        code = one.main([str(submission), "--results", str(results), "--out", str(tmp_path / f"one{'-'.join(mode)}"),
+                         "--course-root", str(COURSE), "--workers", "1", *mode])
+        assert code == 2  # the grader failed: the engine may retry
+        if mode:  # no results.json: Gradescope shows a failed run, no score
+            assert not results.exists()
+        else:
+            text = results.read_text()
+            assert HIDDEN_MARKER not in text and json.loads(text)["total"] is None, text
+            assert json.loads(text)["notebooks"][0]["notes"] == [grading.GRADER_ERROR_NOTE], text
+        assert HIDDEN_MARKER in (tmp_path / f"one{'-'.join(mode)}" / "grades.csv").read_text()
+
+
+def _flaky_kernel(tmp_path: Path, fail: str) -> Path:
+    """A folder for JUPYTER_PATH whose ``python3`` kernel fails to start as the issue saw it (``ZMQError: Address
+    already in use``) when ``fail`` (a shell condition) holds, and is the real kernel otherwise."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    script = tmp_path / "jupyter" / "kernel.sh"
+    script.write_text(f"#!/bin/sh\nif {fail}; then\n"
+                      "  echo \"zmq.error.ZMQError: Address already in use (addr='tcp://127.0.0.1:5555')\" >&2\n"
+                      f"  exit 1\nfi\nexec {sys.executable} -m ipykernel_launcher \"$@\"\n")
+    script.chmod(0o755)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [str(script), "-f", "{connection_file}"],
+                                                  "display_name": "Python 3", "language": "python"}))
+    return tmp_path / "jupyter"
+
+
+def test_a_kernel_that_fails_to_start_once_is_started_again(tmp_path, monkeypatch):
+    """The grader's kernel failed to start (``ZMQError: Address already in use``) and an honest student got 0.
+    Now the notebook is run again with a fresh worker and kernel and is graded as if nothing happened."""
+    from autograder import grade as grading
+
+    _fresh_workers(monkeypatch, grading)
+    flag = tmp_path / "failed-once"
+    monkeypatch.setenv("JUPYTER_PATH", str(_flaky_kernel(tmp_path, f"[ ! -e {flag} ] && touch {flag}")))
+    d = tmp_path / "class" / "ana" / "demo"
+    d.mkdir(parents=True)
+    d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
+    rows = grade(d.parent.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", workers=1, quiet=True,
+                 nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    assert flag.exists()  # the failure did happen
+    assert [(r["total"], r["status"]) for r in rows] == [("5", "ok")], rows
+    assert "attempt 1 of" in rows[0]["grader_notes"] and "Kernel died" in rows[0]["grader_notes"], rows
+    assert "ZMQError" not in rows[0]["notes"]
+
+
+RESTARTING_WORKER = """
+import os, runpy, sys
+if not os.path.exists({flag!r}):
+    open({flag!r}, "w").close()
+    print("zmq.error.ZMQError: Address already in use", file=sys.stderr, flush=True)
+    sys.exit(1)
+sys.argv = ["autograder.worker", "--serve"]
+runpy.run_module("autograder.worker", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_worker_that_fails_to_start_once_is_started_again(tmp_path, monkeypatch):
+    from autograder import grade as grading
+
+    _fresh_workers(monkeypatch, grading)
+    flag = tmp_path / "failed-once"
+    monkeypatch.setattr(grading.Worker, "command", ("-c", RESTARTING_WORKER.format(flag=str(flag))))
+    d = tmp_path / "class" / "ana" / "demo"
+    d.mkdir(parents=True)
+    d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
+    rows = grade(d.parent.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", workers=1, quiet=True,
+                 nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    assert flag.exists()
+    assert [(r["total"], r["status"]) for r in rows] == [("5", "ok")], rows
+    assert "attempt 1 of" in rows[0]["grader_notes"] and "exited with status 1" in rows[0]["grader_notes"], rows
+
+
+def test_a_persistent_grader_fault_is_no_zero_and_a_plain_rerun_regrades_it(tmp_path, monkeypatch):
+    """A saved ``error`` was reused by every later run (only ``--fresh``, which regrades everyone, cleared it).
+    Now a notebook whose kernel never starts is ``grader_error`` with no points (not 0) in grades.csv and the
+    gradebook, and the same command run again grades it, and only it."""
+    from autograder import grade as grading
+
+    _fresh_workers(monkeypatch, grading)
+    # the kernel fails for one student's notebook only (its job file holds that student's code)
+    monkeypatch.setenv("JUPYTER_PATH", str(_flaky_kernel(tmp_path, 'grep -q unlucky "$RLCOURSE_GRADING_JOB"')))
+    cls = tmp_path / "class"
+    for name in ("lucky", "unlucky"):
+        d = cls / name / "demo"
+        d.mkdir(parents=True)
+        d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK + f"# {name}\n", "sequence_log_prob": SEQ_OK}))
+    out, db = tmp_path / "out", tmp_path / "gb.db"
+    run = lambda: grade(cls, out, COURSE, f"sqlite:///{db}", workers=1, quiet=True,  # noqa: E731
+                        nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    rows = {r["student"]: r for r in run()}
+    assert (rows["lucky"]["total"], rows["lucky"]["status"]) == ("5", "ok"), rows
+    assert (rows["unlucky"]["total"], rows["unlucky"]["status"]) == ("", "grader_error"), rows
+    assert rows["unlucky"]["grader_notes"].count("Kernel died") == grading.GRADER_ATTEMPTS, rows["unlucky"]
+    assert rows["unlucky"]["notes"] == grading.GRADER_ERROR_NOTE
+    assert gradebook_scores(sqlite3.connect(db)) == {"lucky": 5.0, "unlucky": None}
+    kept = {p: p.stat().st_mtime_ns for p in (out / ".grading" / "results").glob("*.json")}
+
+    monkeypatch.delenv("JUPYTER_PATH")  # the fault is gone: the same command again
+    _fresh_workers(monkeypatch, grading)
+    rows = {r["student"]: r for r in run()}
+    assert {s: (r["total"], r["status"], r["notes"]) for s, r in rows.items()} == \
+        {"lucky": ("5", "ok", ""), "unlucky": ("5", "ok", "")}, rows
+    assert gradebook_scores(sqlite3.connect(db)) == {"lucky": 5.0, "unlucky": 5.0}
+    lucky = [p for p in kept if json.loads(p.read_text())["student"] == "lucky"]
+    assert len(lucky) == 1 and lucky[0].stat().st_mtime_ns == kept[lucky[0]]  # graded once, not again
 
 
 # ----------------------------------------------------------------------------- resumable and deterministic
