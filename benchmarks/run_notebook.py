@@ -6,6 +6,7 @@
     python benchmarks/run_notebook.py --model course-gpt2  # another policy (the config cells' MODEL_NAME)
     python benchmarks/run_notebook.py --cell-times 05_grpo # and the wall time of every cell over a second
     python benchmarks/run_notebook.py --jobs 8           # every notebook at once, side by side (one GPU)
+    python benchmarks/run_notebook.py --seed 3 04_ppo_rlhf  # another seed (the config cells' SEED)
 
 Needs only what the course package needs (torch, transformers, tokenizers, safetensors, numpy,
 matplotlib, tqdm): no Jupyter, nbformat, nbclient or nbgrader. A notebook is read as JSON and its
@@ -20,7 +21,8 @@ loads the policy shows under ``--cell-times``. ``--jobs N`` runs N notebooks at 
 own process, and prints a notebook's output when it ends; the summary then gives the wall time of
 the whole run beside the sum of the notebooks' times. ``--model NAME`` replaces
 ``MODEL_NAME = "tiny"`` in the config cells (the config cells take smaller learning rates for any
-model but the tiny one). The exit status is 1 when any notebook fails (its traceback is printed).
+model but the tiny one). ``--seed N`` replaces ``SEED = 0`` in the config cells (every seed the notebook
+derives from it follows; ``benchmarks/lessons.py`` sweeps seeds this way). The exit status is 1 when any notebook fails (its traceback is printed).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from rlcourse.layout import assignment_ids, code_cells as notebook_code, read_js
 
 RESULT = re.compile(r"^\[result\]\s+\S+\s*=")
 MODEL_LINE = re.compile(r'^MODEL_NAME = "tiny"', re.MULTILINE)
+SEED_LINE = re.compile(r"^SEED = 0$", re.MULTILINE)
 
 
 def notebook_file(name: str) -> Path:
@@ -62,9 +65,19 @@ def device_name() -> str:
     return "cpu"
 
 
-def execute(path: Path, model: str | None = None, cell_times: bool = False, launched: float | None = None) -> None:
-    """Run one notebook in this process (the child side of ``main``), with ``model`` as MODEL_NAME if given;
-    ``cell_times`` prints ``[cell time]`` for every code cell that takes a second or more."""
+def with_seed(cells: list[str], seed: int, name: str = "the notebook") -> list[str]:
+    """The cells with the config line ``SEED = 0`` made ``SEED = seed``; an error unless exactly one cell has it."""
+    found = sum(len(SEED_LINE.findall(source)) for source in cells)
+    if found != 1:
+        raise ValueError(f"{name} has {found} lines SEED = 0, not one, to replace")
+    return [SEED_LINE.sub(f"SEED = {int(seed)}", source) for source in cells]
+
+
+def execute(path: Path, model: str | None = None, cell_times: bool = False, launched: float | None = None,
+            seed: int | None = None) -> None:
+    """Run one notebook in this process (the child side of ``main``), with ``model`` as MODEL_NAME and
+    ``seed`` as SEED if given; ``cell_times`` prints ``[cell time]`` for every code cell that takes a
+    second or more."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,6 +92,10 @@ def execute(path: Path, model: str | None = None, cell_times: bool = False, laun
         if cells == code_cells(path):
             raise ValueError(f"{path.name} has no line MODEL_NAME = \"tiny\" to replace")
         print(f"[model] {model}", flush=True)
+    if seed is not None:
+        cells = with_seed(cells, seed, path.name)
+        print(f"[seed] {seed}", flush=True)
+    print(f"[threads] {torch_threads()}", flush=True)
     namespace: dict = {"__name__": "__main__"}
     for i, source in enumerate(cells):
         code = compile(source, f"<{path.stem} cell {i}>", "exec")
@@ -98,10 +115,16 @@ def execute(path: Path, model: str | None = None, cell_times: bool = False, laun
               f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved", flush=True)
 
 
+def torch_threads() -> int:
+    """The threads torch will use once the notebook's ``set_threads()`` ran (``OMP_NUM_THREADS`` or every core)."""
+    share = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(share) if share.isdigit() and int(share) > 0 else max(1, os.cpu_count() or 1)
+
+
 def run_child(path: Path, reduced: bool, progress: bool, model: str | None = None, cell_times: bool = False,
-              echo=None) -> tuple[int, float, list[str]]:
+              echo=None, seed: int | None = None) -> tuple[int, float, list[str]]:
     """Run one notebook in a fresh interpreter; pass each output line to ``echo``; return (exit code,
-    seconds, [result], [device], [model], [start-up] and [gpu memory] lines)."""
+    seconds, [result], [device], [model], [seed], [threads], [start-up] and [gpu memory] lines)."""
     echo = echo or (lambda text: print(text, flush=True))
     env = dict(os.environ)
     env["RLCOURSE_REDUCED"] = "1" if reduced else "0"
@@ -113,6 +136,7 @@ def run_child(path: Path, reduced: bool, progress: bool, model: str | None = Non
         env["TQDM_DISABLE"] = "1"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(path)] + (["--model", model] if model else [])
     command += ["--cell-times"] if cell_times else []
+    command += ["--seed", str(seed)] if seed is not None else []
     command += ["--launched", repr(time.time())]
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -120,7 +144,8 @@ def run_child(path: Path, reduced: bool, progress: bool, model: str | None = Non
     results = []
     for line in proc.stdout:
         echo(f"  | {line.rstrip()}")
-        if RESULT.match(line) or line.startswith(("[device] ", "[model] ", "[start-up] ", "[gpu memory] ")):
+        if RESULT.match(line) or line.startswith(("[device] ", "[model] ", "[seed] ", "[threads] ", "[start-up] ",
+                                                          "[gpu memory] ")):
             results.append(line.rstrip())
     code = proc.wait()
     return code, time.perf_counter() - start, results
@@ -135,7 +160,8 @@ def run_all(paths: list[Path], args, mode: str) -> list[tuple[str, str, float, l
 
     def one(path: Path):
         lines = []
-        code, seconds, results = run_child(path, args.reduced, args.progress, args.model, args.cell_times, lines.append)
+        code, seconds, results = run_child(path, args.reduced, args.progress, args.model, args.cell_times,
+                                           lines.append, args.seed)
         status = "ok" if code == 0 else f"FAILED (exit {code})"
         with lock:
             print(f"\n=== {path.stem} ({mode} mode, {args.jobs} at a time) ===", *lines,
@@ -155,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
     parser.add_argument("--model", help='policy name for the config cells instead of "tiny" (e.g. course-gpt2)')
     parser.add_argument("--cell-times", action="store_true", help="print the wall time of every code cell over 1 s")
+    parser.add_argument("--seed", type=int, help="SEED for the config cells instead of 0")
     parser.add_argument("--jobs", type=int, default=1,
                         help="run this many notebooks at a time (default 1; --stop-on-error then does not apply)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -163,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.child:
         try:
-            execute(args.child, args.model, args.cell_times, args.launched)
+            execute(args.child, args.model, args.cell_times, args.launched, args.seed)
         except BaseException:  # noqa: BLE001 - report any failure, with its traceback, through the exit code
             traceback.print_exc(file=sys.stdout)
             return 1
@@ -191,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = []
         for path in paths:
             print(f"\n=== {path.stem} ({mode} mode) ===", flush=True)
-            code, seconds, results = run_child(path, args.reduced, args.progress, args.model, args.cell_times)
+            code, seconds, results = run_child(path, args.reduced, args.progress, args.model, args.cell_times,
+                                               seed=args.seed)
             status = "ok" if code == 0 else f"FAILED (exit {code})"
             print(f"=== {path.stem}: {status}, {seconds:.1f} s", flush=True)
             summary.append((path.stem, status, seconds, results))
