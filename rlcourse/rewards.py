@@ -93,3 +93,39 @@ def rank_correlation(a, b) -> float:
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denominator = (ra.norm() * rb.norm()).item()
     return float((ra @ rb).item() / denominator) if denominator > 0 else 0.0
+
+
+def best_of_n(proxy: torch.Tensor, true: torch.Tensor, n: int) -> tuple[float, float]:
+    """Best-of-n selection by a proxy reward, in expectation: for each prompt (row) of ``k`` samples,
+    draw ``n`` of them without replacement and keep the one the proxy scores highest; returns the
+    expected (proxy, true) score of the kept sample, averaged over the rows.
+
+    Exact, not sampled: sorted by proxy, the sample of rank ``i`` (1 = lowest) is the best of a random
+    n-subset with probability ``C(i-1, n-1) / C(k, n)``. ``proxy`` and ``true`` are ``(prompts, k)``;
+    ties in the proxy are broken by position.
+    """
+    proxy, true = proxy.detach().double().cpu(), true.detach().double().cpu()
+    if proxy.shape != true.shape or proxy.dim() != 2:
+        raise ValueError(f"proxy and true must be (prompts, k) of one shape, got {tuple(proxy.shape)}, {tuple(true.shape)}")
+    k = proxy.shape[1]
+    if not 1 <= n <= k:
+        raise ValueError(f"n must be in 1..{k}, got {n}")
+    ranks = torch.arange(1, k + 1, dtype=torch.float64)
+
+    def log_choose(a, b):
+        return torch.lgamma(a + 1) - torch.lgamma(b + 1) - torch.lgamma(a - b + 1)
+
+    n_, k_ = torch.tensor(float(n), dtype=torch.float64), torch.tensor(float(k), dtype=torch.float64)
+    # C(i-1, n-1) / C(k, n), and 0 below rank n (clamped there to keep lgamma's arguments valid)
+    weight = torch.exp(log_choose((ranks - 1).clamp(min=n - 1), n_ - 1) - log_choose(k_, n_)) * (ranks >= n)
+    order = torch.argsort(proxy, dim=1, stable=True)
+    kept_proxy = (proxy.gather(1, order) * weight).sum(1).mean().item()
+    kept_true = (true.gather(1, order) * weight).sum(1).mean().item()
+    return kept_proxy, kept_true
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL(best-of-n || base) = log n - (n - 1) / n, in nats: how far selection moves from the base policy."""
+    import math
+
+    return math.log(n) - (n - 1) / n
