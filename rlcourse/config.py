@@ -44,12 +44,26 @@ class Report:
     """Prints a notebook's summary figures as ``[result] <notebook>_<metric> = <value>`` lines.
 
     The benchmarks collect these lines (``benchmarks/notebooks.py``, ``benchmarks/gpu_check.sh``).
-    ``report = Report("05_grpo")`` in the setup cell, then ``report("heldout_accuracy_after", acc)``.
+    ``report = Report("05_grpo")`` in the setup cell, then ``report("heldout_accuracy_after", acc)``;
+    ``report.lessons(policy)`` at the end prints how the run did on the notebook's lessons.
     """
 
     def __init__(self, notebook: str):
         self.notebook = notebook
+        self.metrics: dict[str, float] = {}
 
     def __call__(self, metric: str, value, fmt: str = ".3f") -> None:
         shown = format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
         print(f"[result] {self.notebook}_{metric} = {shown}")
+        try:
+            self.metrics[metric] = float(shown)   # as printed: what the ledger's runs recorded
+        except (TypeError, ValueError):
+            pass
+
+    def lessons(self, policy=None) -> None:
+        """Print how this run did on the notebook's lessons beside the results ledger of the policy's device
+        (``rlcourse.lessons``): ``report.lessons(policy)`` after the last result."""
+        from .lessons import print_lessons
+
+        device = next(policy.parameters()).device.type if policy is not None else "cpu"
+        print_lessons(self.notebook, self.metrics, "cuda" if device == "cuda" else "cpu", reduced_mode())
