@@ -61,6 +61,7 @@ LR_ACTOR = 3e-4 if MODEL_NAME == "tiny" else 5e-5   # smaller steps for a larger
 LR_CRITIC = 1e-3 if MODEL_NAME == "tiny" else 1.5e-4
 MAX_GRAD_NORM = None                # plain steps: no gradient clipping
 GAMMA = 1.0
+REWARD_OFFSET = 2.0                 # every reward is the annotator's score + 2: always positive (section 7)
 LAM = 0.95
 EVAL_REVIEWS = pick(128, 8)
 
@@ -312,8 +313,8 @@ def sample_batch(policy, prompt_seed, batch=BATCH):
     """Sample reviews, score them, and build per-token rewards and returns."""
     rollout = sample_completions(policy, tok, review_prompts(batch, seed=prompt_seed), max_new_tokens=MAX_NEW_TOKENS)
     mask = rollout.completion_mask
-    scores = rollout_rewards(rollout, annotator_score)
-    rewards = score_at_last_token(scores, mask)
+    scores = rollout_rewards(rollout, annotator_score)                  # what we report: the annotator's score
+    rewards = score_at_last_token(scores + REWARD_OFFSET, mask)         # what we train on: always positive
     return rollout, mask, scores, rewards, rewards_to_go(rewards, mask, GAMMA)
 
 
@@ -335,13 +336,54 @@ plt.show()
 
 
 # %% cell 22
+theta = torch.zeros(2, 2, dtype=torch.float64)                                # logits[state, action]
+two_state_reward = torch.tensor([[10.0, 11.0], [0.0, 1.0]], dtype=torch.float64)  # R(s, a)
+
+
+def exact_gradient_moments(baseline):
+    """Mean and total variance of grad log pi(a|s) * (R(s, a) - baseline[s]) over s ~ 1/2, a ~ pi(.|s)."""
+    pi = theta.softmax(-1)
+    mean, second = torch.zeros_like(theta), torch.zeros((), dtype=torch.float64)
+    for s in range(2):
+        for a in range(2):
+            score = torch.zeros_like(theta)
+            score[s] = -pi[s]
+            score[s, a] += 1.0                          # grad of log softmax: one-hot minus pi, in row s only
+            g = score * (two_state_reward[s, a] - baseline[s])
+            weight = 0.5 * pi[s, a]
+            mean += weight * g
+            second += weight * (g ** 2).sum()
+    return mean, (second - (mean ** 2).sum()).item()
+
+
+constants = torch.linspace(0.0, 12.0, 241, dtype=torch.float64)
+constant_variances = [exact_gradient_moments(torch.stack([c, c]))[1] for c in constants]
+best_constant = constants[min(range(len(constants)), key=constant_variances.__getitem__)].item()
+rows = {"no baseline": torch.zeros(2, dtype=torch.float64),
+        f"best constant ({best_constant:g})": torch.full((2,), best_constant, dtype=torch.float64),
+        "V(s) = (10.5, 0.5)": two_state_reward.mean(-1)}
+for name, baseline in rows.items():
+    mean, variance = exact_gradient_moments(baseline)
+    print(f"{name:<22} mean gradient {mean.flatten().tolist()}   total variance {variance:.4f}")
+two_state_var = {name: exact_gradient_moments(b)[1] for name, b in rows.items()}
+var_none, var_constant, var_state = two_state_var.values()
+report("two_state_variance_ratio_constant_over_none", var_constant / var_none)
+report("two_state_variance_ratio_state_over_constant", var_state / var_constant, ".4f")
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot(constants, constant_variances, label="constant baseline b")
+ax.axhline(var_state, color="tab:green", ls="--", label="state-dependent V(s)")
+ax.set_xlabel("b"); ax.set_ylabel("total variance"); ax.set_yscale("log"); ax.legend(); plt.show()
+
+
+# %% cell 25
 def flat_grad(model, loss, retain_graph=False):
     grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], retain_graph=retain_graph)
     return torch.cat([g.reshape(-1) for g in grads])
 
 
 warmup_run.require()
-grads_reinforce, grads_ac, grads_gae = GradientVariance(), GradientVariance(), GradientVariance()   # one draw per batch
+grads_reinforce, grads_baseline = GradientVariance(), GradientVariance()   # one draw per batch for each
+grads_ac, grads_gae = GradientVariance(), GradientVariance()
 with needs_your_code():
     for k in tqdm(range(VARIANCE_BATCHES), desc="gradient samples"):
         rollout, mask, scores, rewards, returns = sample_batch(base_policy, VARIANCE_PROMPT_SEED + k)
@@ -349,22 +391,28 @@ with needs_your_code():
             values = completion_values(critic, rollout)
         logps = token_log_probs(completion_logits(base_policy, rollout), rollout.completion_ids)
         grads_reinforce.add(flat_grad(base_policy, reinforce_loss(logps, returns, mask), retain_graph=True))
+        returns_bl = rewards_to_go(score_at_last_token(scores - scores.mean(), mask), mask, GAMMA)
+        grads_baseline.add(flat_grad(base_policy, reinforce_loss(logps, returns_bl, mask), retain_graph=True))
         advantages = compute_advantages(returns, values, mask)
         grads_ac.add(flat_grad(base_policy, actor_critic_loss(logps, advantages, mask), retain_graph=True))
         gae = gae_advantages(rewards, values, mask, GAMMA, LAM)
         grads_gae.add(flat_grad(base_policy, actor_critic_loss(logps, gae, mask)))
-var_reinforce, var_ac, var_gae = grads_reinforce.total(), grads_ac.total(), grads_gae.total()
-print(f"total gradient variance  REINFORCE: {var_reinforce:.4g}   G_t - V(s_t): {var_ac:.4g}   GAE: {var_gae:.4g}")
+var_reinforce, var_baseline = grads_reinforce.total(), grads_baseline.total()
+var_ac, var_gae = grads_ac.total(), grads_gae.total()
+print(f"total gradient variance  REINFORCE: {var_reinforce:.4g}   batch-mean baseline: {var_baseline:.4g}   "
+      f"G_t - V(s_t): {var_ac:.4g}   GAE: {var_gae:.4g}")
+report("gradient_variance_ratio_baseline_over_reinforce", var_baseline / var_reinforce)
 report("gradient_variance_ratio_ac_over_reinforce", var_ac / var_reinforce)
 report("gradient_variance_ratio_gae_over_reinforce", var_gae / var_reinforce)
-fig, ax = plt.subplots(figsize=(5.5, 3))
-ax.bar(["REINFORCE\n(G_t)", "actor-critic\n(G_t - V(s_t))", f"actor-critic\n(GAE, lambda={LAM})"],
-       [var_reinforce, var_ac, var_gae], color=["#c44e52", "#4c72b0", "#55a868"])
-ax.set_ylabel("total gradient variance"); ax.set_title("Same samples, different baselines")
+fig, ax = plt.subplots(figsize=(6.5, 3))
+ax.bar(["REINFORCE\n(G_t)", "batch mean\n(G_t - mean G)", "actor-critic\n(G_t - V(s_t))",
+        f"actor-critic\n(GAE, lambda={LAM})"],
+       [var_reinforce, var_baseline, var_ac, var_gae], color=["#c44e52", "#dd8452", "#4c72b0", "#55a868"])
+ax.set_yscale("log"); ax.set_ylabel("total gradient variance (log scale)"); ax.set_title("Same samples, different baselines")
 plt.show()
 
 
-# %% cell 24
+# %% cell 27
 def train_reinforce(use_baseline, steps=TRAIN_STEPS, seed=SEED):
     """REINFORCE: every token is weighted by its return G_t, minus the batch-mean score with use_baseline (02)."""
     seed_everything(seed)
@@ -374,7 +422,7 @@ def train_reinforce(use_baseline, steps=TRAIN_STEPS, seed=SEED):
     for step in tqdm(range(steps), desc="REINFORCE" + (" with baseline" if use_baseline else "")):
         # 1. sample  2. score (rewards at the last token, returns)
         rollout, mask, scores, rewards, returns = sample_batch(policy, TRAIN_PROMPT_SEED + step)
-        if use_baseline:
+        if use_baseline:   # the batch mean of the rewards; the offset cancels
             returns = rewards_to_go(score_at_last_token(scores - scores.mean(), mask), mask, GAMMA)
         policy.train()
         logps = token_log_probs(completion_logits(policy, rollout), rollout.completion_ids)
@@ -426,6 +474,7 @@ report("review_score_start", score_start)
 report("review_score_reinforce", score_rf)
 report("review_score_reinforce_baseline", score_bl)
 report("review_score_actor_critic", score_ac)
+report.lessons(base_policy)   # how this run did on the notebook's lessons, beside the results ledger
 fig, ax = plt.subplots(figsize=(6, 3.2))
 plot_curve(ax, curve_rf, label="REINFORCE (no baseline)", window=8)
 plot_curve(ax, curve_bl, label="REINFORCE (batch-mean baseline)", window=8)
