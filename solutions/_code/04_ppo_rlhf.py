@@ -42,7 +42,7 @@ from rlcourse.model import ValueHeadModel, load_policy, seed_everything, set_thr
 from rlcourse.optim import optimizer_step
 from rlcourse.plots import moving_average, plot_curve
 from rlcourse.reference import gae_advantages, token_log_probs, value_loss
-from rlcourse.rewards import rank_correlation
+from rlcourse.rewards import best_of_n, best_of_n_kl, rank_correlation
 from rlcourse.rollout import (completion_logits, completion_logps, completion_values, last_token_scores, map_chunks,
                               preference_pairs, sample_completions, subset)
 
@@ -69,15 +69,20 @@ RM_BATCH = 64                  # pairs per step
 RM_LR = 3e-4 if MODEL_NAME == "tiny" else 5e-5   # smaller steps for a larger policy (README, "Bigger policies")
 
 # PPO
-PPO_STEPS = pick(50, 2)
-BATCH = pick(64, 16)           # reviews sampled per PPO step
-MINIBATCH = pick(32, 8)
+PPO_STEPS = pick(100, 2)
+BATCH = pick(32, 16)           # reviews sampled per PPO step
+MINIBATCH = pick(16, 8)
 PPO_EPOCHS = 2                 # passes over each batch
 CLIP_EPS = 0.2
-LR_POLICY = 2e-4 if MODEL_NAME == "tiny" else 3e-5
+LR_POLICY = 4e-4 if MODEL_NAME == "tiny" else 3e-5
 LR_CRITIC = 3e-4 if MODEL_NAME == "tiny" else 5e-5
 MAX_GRAD_NORM = 1.0            # the policy's steps are clipped; the critic's and the reward model's are not
 LAM = 0.95                     # GAE lambda (gamma = 1)
+
+# best-of-n (section 9)
+BON_PROMPTS = pick(32, 2)      # prompts
+BON_SAMPLES = pick(64, 4)      # reviews sampled per prompt: n runs up to this
+BON_PROMPT_SEED = 77
 KL_BETA = 0.1                  # the KL-penalised run; the other run uses 0
 EVAL_REVIEWS = pick(256, 32)   # fresh reviews per evaluation
 
@@ -573,3 +578,35 @@ for name, hist in [("kl", hist_kl), ("nokl", hist_nokl)]:
           f"ended at {true_avg[-1]:.3f}; the learned reward went from {learned_avg[peak]:.3f} to {learned_avg[-1]:.3f}")
     report(f"{name}_true_score_fall_from_peak", true_avg[peak] - true_avg[-1])
     report(f"{name}_learned_reward_rise_after_true_peak", learned_avg[-1] - learned_avg[peak])
+    report(f"{name}_kl_to_reference_last", moving_average(hist["KL to reference"], 10)[-1])
+
+
+# %% cell 32
+ppo_run.require()
+bon_rollout = sample_completions(policy0, tok, review_prompts(BON_PROMPTS, seed=BON_PROMPT_SEED), MAX_NEW_TOKENS,
+                                 num_samples=BON_SAMPLES)
+with torch.no_grad():
+    bon_learned = last_token_scores(reward_model, bon_rollout).view(BON_PROMPTS, BON_SAMPLES)
+bon_true = torch.tensor([annotator_score(t) for t in bon_rollout.texts]).view(BON_PROMPTS, BON_SAMPLES)
+bon_ns = [n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256) if n <= BON_SAMPLES]
+bon = [best_of_n(bon_learned, bon_true, n) for n in bon_ns]     # (learned, true) of the kept review
+bon_kl = [best_of_n_kl(n) for n in bon_ns]
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+axes[0].plot(bon_ns, [b[0] for b in bon], "o-", color="tab:purple")
+axes[0].set_xscale("log", base=2); axes[0].set_xlabel("n"); axes[0].set_title("learned reward of the best of n")
+axes[1].plot(bon_kl, [b[1] for b in bon], "o-", color="tab:purple", label="best-of-n")
+for name, hist, color in [(f"PPO beta = {KL_BETA}", hist_kl, "tab:blue"), ("PPO beta = 0", hist_nokl, "tab:red")]:
+    axes[1].plot(moving_average(hist["KL to reference"], 10), moving_average(hist["true score"], 10), color=color,
+                 label=name, alpha=0.8)
+axes[1].set_xscale("symlog", linthresh=1); axes[1].set_xlabel("KL to the pre-trained policy (nats)")
+axes[1].set_title("annotator's true score"); axes[1].legend(); plt.tight_layout(); plt.show()
+peak = max(range(len(bon_ns)), key=lambda i: bon[i][1])
+for n, kl, (learned, true) in zip(bon_ns, bon_kl, bon):
+    print(f"n = {n:>3}  KL = {kl:5.2f}  learned reward {learned:7.3f}  true score {true:6.3f}" + ("  <- peak" if n == bon_ns[peak] else ""))
+report("bon_true_score_n1", bon[0][1])
+report("bon_true_score_peak", bon[peak][1])
+report("bon_peak_n", bon_ns[peak], "d")
+report(f"bon_true_score_n{bon_ns[-1]}", bon[-1][1])
+report("bon_true_score_fall_from_peak", bon[peak][1] - bon[-1][1])
+report("bon_learned_reward_gain", bon[-1][0] - bon[0][0])
+report.lessons(policy0)   # how this run did on the notebook's lessons, beside the results ledger
