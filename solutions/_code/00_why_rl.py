@@ -202,6 +202,7 @@ for epoch in range(RFT_EPOCHS):
 model.eval()
 acc_rft = problem_accuracy(model, tok, heldout, max_new_tokens=MAX_NEW_TOKENS)
 report("heldout_accuracy_rft", acc_rft)
+report.lessons(model)   # how this run did on the notebook's lessons, beside the results ledger
 
 
 # %% cell 13

@@ -398,6 +398,7 @@ with needs_your_code() as reinforce_run:
 score_after = mean_review_score(policy, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=EVAL_PROMPT_SEED)
 report("review_score_after", score_after)
 report("review_gap_closed", (score_after - score_before) / (BEST_SCORE - score_before), ".2f")
+report.lessons(policy)   # how this run did on the notebook's lessons, beside the results ledger
 
 
 # %% cell 27

@@ -738,3 +738,4 @@ for name, values in curves.items():
     arm = name.split(",")[0].replace("-", "").lower() + ("_low_t" if "T = 1" not in name else "")
     report(f"pass_at_1_{arm}", values[0])
     report(f"pass_at_{ks[-1]}_{arm}", values[-1])
+report.lessons(policy0)   # how this run did on the notebook's lessons, beside the results ledger

@@ -39,7 +39,7 @@ from rlcourse.checks import (check_close, check_no_grad, check_own_function, che
 from rlcourse.config import Report, pick
 from rlcourse.model import load_policy, seed_everything, set_threads
 from rlcourse.optim import optimizer_step
-from rlcourse.plots import plot_curve
+from rlcourse.plots import moving_average, plot_curve
 from rlcourse.reference import ranking_to_pairs, sequence_log_prob, token_log_probs
 from rlcourse.rollout import completion_logits, map_chunks, preference_pairs, sample_completions, subset
 
@@ -325,10 +325,11 @@ report("reference_true_score", ref_score)
 # %% cell 19
 preference_run.require()
 steps, true_scores, win_rates = zip(*dpo_hist["annotator"])
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
-axes[0].plot(steps, true_scores, marker="o"); axes[0].set_ylabel("mean annotator score")
-axes[1].plot(steps, win_rates, marker="o"); axes[1].set_ylabel("win rate vs the reference")
-axes[1].axhline(0.5, color="gray", lw=0.5)
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.3))
+plot_curve(axes[0], dpo_hist["loss"], label="DPO loss (training pairs)", window=10)
+axes[1].plot(steps, true_scores, marker="o"); axes[1].set_ylabel("mean annotator score")
+axes[2].plot(steps, win_rates, marker="o"); axes[2].set_ylabel("win rate vs the reference")
+axes[2].axhline(0.5, color="gray", lw=0.5)
 for ax in axes:
     ax.axvline(STEPS, color="k", ls=":", lw=1, label=f"STEPS = {STEPS} (the policy used above)")
     ax.set_xlabel("DPO step"); ax.legend(fontsize=8)
@@ -343,3 +344,7 @@ if at_steps:
 report("dpo_eval_true_score_best", best[1])
 report("dpo_eval_true_score_last", true_scores[-1])
 report("dpo_eval_win_rate_last", win_rates[-1])
+loss_avg = moving_average(dpo_hist["loss"], 10)
+report("dpo_loss_at_steps", loss_avg[STEPS - 1])          # 10-step moving averages, as plotted
+report("dpo_loss_last", loss_avg[-1])
+report.lessons(dpo_policy)   # how this run did on the notebook's lessons, beside the results ledger

@@ -517,5 +517,6 @@ for name, s in stats.items():
     key = "sft" if name == "after SFT" else "rl_w" + name.split("= ")[1]
     report(f"{key}_coverage", s["coverage"])
     report(f"{key}_accuracy_answered", s["accuracy_answered"])
+report.lessons(abstain_sft_policy)   # how this run did on the notebook's lessons, beside the results ledger
 print("measured problems below / above the thresholds: " + ", ".join(
     f"w = {w:g}: {sum(p < t for p in p_correct)} / {sum(p >= t for p in p_correct)}" for w, t in thresholds.items()))
