@@ -52,7 +52,7 @@ MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "d
 SEED = 0
 EVAL_SEED = SEED + 1         # the same sampling noise for every evaluation
 SFT_SEED = SEED + 2          # which SFT prompts abstain (part 2)
-TOOL_TOKENS = 64             # answers with calls: three steps of << a op b >> = c. are about 60 tokens
+TOOL_TOKENS = 64             # answers with calls: three steps of `a op b =? c.` are about 60 tokens
 PLAIN_TOKENS = 28            # answers without calls (as in notebook 05)
 MAX_GRAD_NORM = 1.0
 
