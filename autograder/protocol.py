@@ -56,10 +56,14 @@ def is_generator(x) -> bool:
 
 
 # ----------------------------------------------------------------------------- framing
-def send(fd: int, message) -> None:
+def frame(message) -> bytes:
+    """``message`` as it goes on the wire: the body's length in 4 bytes, then the JSON body."""
     body = json.dumps(message, allow_nan=True, separators=(",", ":")).encode()
-    data = struct.pack(">I", len(body)) + body
-    view = memoryview(data)
+    return struct.pack(">I", len(body)) + body
+
+
+def send(fd: int, message) -> None:
+    view = memoryview(frame(message))
     while view:
         n = os.write(fd, view)
         view = view[n:]
@@ -76,14 +80,22 @@ def _read_exactly(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def receive(fd: int, max_bytes: int = MAX_MESSAGE):
-    (size,) = struct.unpack(">I", _read_exactly(fd, 4))
+def read_message(read, max_bytes: int = MAX_MESSAGE):
+    """The next message, where ``read(n)`` returns the next ``n`` bytes; ProtocolError if it is not one.
+
+    A body longer than ``max_bytes`` is refused before it is read.
+    """
+    (size,) = struct.unpack(">I", read(4))
     if size > max_bytes:
         raise ProtocolError(f"a message of {size} bytes (the limit is {max_bytes})")
     try:
-        return json.loads(_read_exactly(fd, size).decode())
+        return json.loads(read(size).decode())
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"a message that is not JSON ({exc})") from None
+
+
+def receive(fd: int, max_bytes: int = MAX_MESSAGE):
+    return read_message(lambda n: _read_exactly(fd, n), max_bytes)
 
 
 # ----------------------------------------------------------------------------- values

@@ -21,7 +21,6 @@ import json
 import os
 import select
 import signal
-import struct
 import subprocess
 import time
 from pathlib import Path
@@ -196,8 +195,7 @@ class StudentProcess:
 
     # --------------------------------------------------------------------------- wire
     def _send(self, message, deadline: float) -> None:
-        body = json.dumps(message, separators=(",", ":")).encode()
-        data = memoryview(struct.pack(">I", len(body)) + body)
+        data = memoryview(P.frame(message))
         fd = self.proc.stdin.fileno()
         while data:
             left = deadline - time.time()
@@ -232,13 +230,10 @@ class StudentProcess:
         return b"".join(chunks)
 
     def _receive(self, deadline: float):
-        (size,) = struct.unpack(">I", self._read(4, deadline))
-        if size > P.MAX_MESSAGE:
-            raise StudentProtocolError(f"a reply of {size} bytes")
         try:
-            return json.loads(self._read(size, deadline).decode())
-        except (UnicodeDecodeError, ValueError):
-            raise StudentProtocolError("a reply that is not JSON") from None
+            return P.read_message(lambda n: self._read(n, deadline))
+        except P.ProtocolError as exc:
+            raise StudentProtocolError(str(exc)) from None
 
     def _exit_status(self) -> str:
         try:
