@@ -6,6 +6,12 @@ tuples, ``torch.Generator`` states, dtypes and exceptions as ``(type name, messa
 rebuilds fresh objects of the standard types from that data, so nothing the student process sends
 can carry behaviour (a tensor subclass, an object with ``__eq__``, a pickle) into the grader.
 
+The grader decodes a reply only once it is known to stay within ``MAX_REPLY`` bytes, ``MAX_ELEMENTS``
+and ``MAX_DEPTH`` (``read_message``): a pre-scan of the bytes, in linear time and memory, so that a
+small frame cannot grow into gigabytes of Python objects in the grader and deep nesting never reaches
+the recursion limit; past any limit is a ProtocolError. The student's process reads the grader's
+own messages without those limits.
+
 This file is also copied into the sandbox, where it may import nothing from the course.
 """
 from __future__ import annotations
@@ -14,9 +20,18 @@ import base64
 import json
 import math
 import os
+import re
 import struct
 
-MAX_MESSAGE = 256 * 2**20  # bytes
+MAX_MESSAGE = 256 * 2**20  # bytes: what the student's process accepts from the grader
+# What the grader accepts from the student's process. Grading the eight solution notebooks, the
+# largest of the 665 replies was 21,919 bytes (a tensor of 16 KB) with 58 elements. Within these
+# limits decoding one reply adds at most about 6 times MAX_REPLY to the grader's memory (the frame,
+# its text, a string in it, a tensor's bytes decoded and copied), and MAX_ELEMENTS Python objects
+# cost a few MB more.
+MAX_REPLY = 4 * 2**20  # bytes
+MAX_ELEMENTS = 100_000  # containers and entries: the '[', '{', ',' and ':' outside strings
+MAX_DEPTH = 128  # JSON nesting; encode nests values at most 50 deep, at most 2 JSON levels each
 _DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
            "complex64", "complex128")
 
@@ -80,22 +95,64 @@ def _read_exactly(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_message(read, max_bytes: int = MAX_MESSAGE):
-    """The next message, where ``read(n)`` returns the next ``n`` bytes; ProtocolError if it is not one.
+def read_message(read, max_bytes: int = MAX_MESSAGE, max_elements: int | None = None,
+                 max_depth: int | None = None):
+    """The next message, where ``read(n)`` returns the next ``n`` bytes; ProtocolError past any limit.
 
-    A body longer than ``max_bytes`` is refused before it is read.
+    A body longer than ``max_bytes`` is refused before it is read; with ``max_elements`` and
+    ``max_depth`` the body is checked (``check``) before anything is built from it.
     """
     (size,) = struct.unpack(">I", read(4))
     if size > max_bytes:
         raise ProtocolError(f"a message of {size} bytes (the limit is {max_bytes})")
-    try:
-        return json.loads(read(size).decode())
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"a message that is not JSON ({exc})") from None
+    return loads(read(size), max_elements, max_depth)
 
 
 def receive(fd: int, max_bytes: int = MAX_MESSAGE):
     return read_message(lambda n: _read_exactly(fd, n), max_bytes)
+
+
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')  # once the escapes are gone, a string runs to the next quote
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def check(body: bytes, max_elements: int, max_depth: int) -> None:
+    """ProtocolError unless the JSON text ``body`` is ASCII (as ``send`` writes it) and holds at most
+    ``max_elements`` containers and entries, nested at most ``max_depth`` deep.
+
+    Counted on the bytes, in time and memory linear in their length: escapes are dropped, then each
+    string (which then runs to the next quote: only a last one without its end is scanned twice),
+    so what remains is structure. For a body json.loads accepts, the counts are exact; for one it
+    refuses, json.loads stops at the first error, and everything before it was counted the same way.
+    """
+    if not body.isascii():
+        raise ProtocolError("a message with bytes that are not ASCII")
+    bare = _STRING.sub(b"0", _ESCAPE.sub(b"", body))
+    opened = bare.count(b"[") + bare.count(b"{")
+    elements = opened + bare.count(b",") + bare.count(b":")
+    if elements > max_elements:
+        raise ProtocolError(f"a message of more than {max_elements} elements ({elements})")
+    brackets = bare.translate(None, _NOT_BRACKETS)
+    if len(brackets) > 2 * opened:
+        raise ProtocolError("a message whose brackets do not match")
+    for _ in range(max_depth):  # each pass removes at least the innermost level
+        if not brackets:
+            break
+        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+    if brackets:
+        raise ProtocolError(f"a message nested more than {max_depth} deep (or whose brackets do not match)")
+
+
+def loads(body: bytes, max_elements: int | None = None, max_depth: int | None = None):
+    """The JSON value of ``body`` (checked first where limits are given); ProtocolError if it is not JSON."""
+    if max_elements is not None or max_depth is not None:
+        check(body, MAX_ELEMENTS if max_elements is None else max_elements,
+              MAX_DEPTH if max_depth is None else max_depth)
+    try:
+        return json.loads(body.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"a message that is not JSON ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
 # ----------------------------------------------------------------------------- values

@@ -230,8 +230,9 @@ class StudentProcess:
         return b"".join(chunks)
 
     def _receive(self, deadline: float):
+        """The next message of the student's process, within the limits of a reply (protocol.py)."""
         try:
-            return P.read_message(lambda n: self._read(n, deadline))
+            return P.read_message(lambda n: self._read(n, deadline), P.MAX_REPLY, P.MAX_ELEMENTS, P.MAX_DEPTH)
         except P.ProtocolError as exc:
             raise StudentProtocolError(str(exc)) from None
 

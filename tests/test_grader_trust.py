@@ -948,9 +948,20 @@ def forge():
         except OSError:
             pass
     return 1.0
+
+def forge_reply(kind):
+    # a reply frame of its own: 200,000 levels deep, or a million empty lists in 3 MB
+    body = b'{"ok":' + b'[' * 200_000 + b']' * 200_000 + b'}' if kind == 'deep' else b'{"ok":[' + b'[],' * 999_999 + b'[]]}'
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            if os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:'):
+                os.write(int(fd), len(body).to_bytes(4, 'big') + body)
+        except OSError:
+            pass
+    return 1.0
 """
 PROBE_NAMES = ["uid", "can_read", "exists", "can_write", "pids", "connect", "fill", "daemon", "forever", "die",
-               "ping", "grad_fn", "sample", "bump", "subclass", "forge"]
+               "ping", "grad_fn", "sample", "bump", "subclass", "forge", "forge_reply"]
 
 
 @pytest.fixture(scope="module")
@@ -1100,6 +1111,23 @@ def test_protocol_forgery_is_caught(student):
     kinds = [json.loads(line)["kind"] for line in (work / "events.jsonl").read_text().splitlines()]
     assert "protocol" in kinds
     assert f["ping"](2) == 3
+
+
+def test_a_reply_past_the_limits_is_a_protocol_break(student):
+    """Issue 26: a reply nested 200,000 deep raised RecursionError in the grader, untagged; a small reply of
+    empty lists took the grader's kernel to gigabytes. Both are refused before decoding (tests/test_protocol.py)."""
+    proc, f, work = student
+    events = work / "events.jsonl"
+
+    def breaks():
+        return events.read_text().count('"kind": "protocol"') if events.exists() else 0
+
+    for kind in ("deep", "wide"):
+        before = breaks()
+        with pytest.raises(remote.StudentProtocolError, match="elements"):
+            f["forge_reply"](kind)
+        assert breaks() == before + 1  # the grader tags it and scores that test 0
+        assert f["ping"](2) == 3
 
 
 def test_stop_leaves_no_process(tmp_path):
