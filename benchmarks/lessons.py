@@ -238,7 +238,8 @@ def render_markdown(ledger: dict) -> str:
         lines.append(f"- Machine: {name}, {cores} cores; Python {python}, torch {torch}, transformers {transformers}")
     lines += ["", "## Lessons", "", "| lesson | criterion | held | median | range | other threads | claim |",
               "|---|---|---|---|---|---|---|"]
-    for name, entry in ledger["lessons"].items():
+    order = {item.name: i for i, item in enumerate(LESSONS)}   # the package's order, not the JSON's
+    for name, entry in sorted(ledger["lessons"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
         ok, why = verdict(entry)
         held = f"{entry['held']} of {len(entry['seeds'])}" + ("" if ok else f" ✗ ({why})")
         others = ", ".join(f"{fmt(o['value'])} ({o['threads']} thr, seed {o['seed']}, "

@@ -128,9 +128,20 @@ def unmatched_figures(paragraph: str, values: list[float]) -> list[str]:
 
 
 def results_paragraphs(text: str) -> list[str]:
-    """Paragraphs that report results: they start with "What the runs showed" or cite the ledger."""
-    return [p for p in re.split(r"\n\s*\n", text)
-            if p.lstrip("*# ").startswith(RESULTS_PARAGRAPH.strip("*")) or "ledger" in p.lower()]
+    """Paragraphs that report results: one that starts with "What the runs showed" or cites the ledger,
+    and the bullets that follow it."""
+    found, in_results = [], False
+    for paragraph in re.split(r"\n\s*\n", text):
+        starts = paragraph.lstrip("*# ").startswith(RESULTS_PARAGRAPH.strip("*")) or "ledger" in paragraph.lower()
+        in_results = starts or (in_results and paragraph.lstrip().startswith(("* ", "- ")))
+        if in_results:
+            found.append(paragraph)
+    return found
+
+
+def test_bullets_after_a_results_paragraph_are_checked_too():
+    text = "Intro 0.123.\n\n**What the runs showed**: 0.5.\n\n* a bullet 0.7\n\n* another 0.9\n\nNext section 0.111."
+    assert results_paragraphs(text) == ["**What the runs showed**: 0.5.", "* a bullet 0.7", "* another 0.9"]
 
 
 def test_the_figure_check_catches_a_figure_not_in_the_ledger():
