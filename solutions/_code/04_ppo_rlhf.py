@@ -587,7 +587,8 @@ bon_rollout = sample_completions(policy0, tok, review_prompts(BON_PROMPTS, seed=
                                  num_samples=BON_SAMPLES)
 with torch.no_grad():
     bon_learned = last_token_scores(reward_model, bon_rollout).view(BON_PROMPTS, BON_SAMPLES)
-bon_true = torch.tensor([annotator_score(t) for t in bon_rollout.texts]).view(BON_PROMPTS, BON_SAMPLES)
+bon_true = torch.tensor([annotator_score(t) for t in bon_rollout.texts],
+                        device=bon_learned.device).view(BON_PROMPTS, BON_SAMPLES)
 bon_ns = [n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256) if n <= BON_SAMPLES]
 bon = [best_of_n(bon_learned, bon_true, n) for n in bon_ns]     # (learned, true) of the kept review
 bon_kl = [best_of_n_kl(n) for n in bon_ns]
