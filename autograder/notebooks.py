@@ -2,10 +2,12 @@
 
 Grading never runs a student's notebook as it was submitted, and never runs student code in the
 grader's kernel. From the student's notebook it takes only the student's code: the answer cells,
-matched by ``grade_id`` (first occurrence wins; a repeat is flagged) or, for a notebook whose
-metadata was lost (an older release, a copy into a fresh notebook), by the top-level ``def <name>``
-a cell defines; and the code cells the student added (any code cell that is not one of the course's
-own). That code runs in the sandboxed student process (autograder/remote.py). The notebook the
+matched by ``grade_id`` or, for a notebook whose metadata was lost (an older release, a copy into a
+fresh notebook), by the top-level ``def <name>`` a cell defines; and the code cells the student
+added (any code cell that is not one of the course's own). That code runs in the sandboxed student
+process (autograder/remote.py), every cell in notebook order, copies of an answer cell included (a
+repeated grade id is flagged): the student's functions are those a Restart-and-Run-All in Jupyter
+would leave, the last definition winning, and the code shown for an exercise is its last cell. The notebook the
 kernel executes is built from the SOURCE notebook (``build``): setup and test cells exactly as the
 course wrote them, hidden tests moved out of sight.
 """
@@ -138,19 +140,22 @@ def extract(student: dict, src: SourceNotebook) -> Extracted:
     repeated = sorted(g for g, cs in by_id.items() if len(cs) > 1)
     if repeated:
         tags.add("duplicate_ids")
-        notes.append("repeated grade ids (first cell used): " + ", ".join(repeated))
+        notes.append("repeated grade ids (every copy run in notebook order, as Restart-and-Run-All does: "
+                     "the last cell used): " + ", ".join(repeated))
     answers, chosen = {}, {}
     for name in src.exercises:
         found = [c for c in by_id.get(name, []) if not nbmeta(c).get("grade")]
-        if found:
-            answers[name] = source_text(found[0])
-            chosen.setdefault(id(found[0]), name)
+        if found:  # every copy runs, in notebook order: the last definition wins, as in Jupyter
+            answers[name] = source_text(found[-1])
+            for cell in found:
+                chosen.setdefault(id(cell), name)
             continue
         defs = [c for c in cells if name in defined_functions(source_text(c))
                 and not str(nbmeta(c).get("grade_id", "")).startswith("test_")]
         if defs:
-            answers[name] = source_text(defs[0])
-            chosen.setdefault(id(defs[0]), name)
+            answers[name] = source_text(defs[-1])
+            for cell in defs:
+                chosen.setdefault(id(cell), name)
             tags.add("outdated")
             notes.append(f"answer cell `{name}` found by its def (grade id missing)")
         else:

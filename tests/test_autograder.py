@@ -47,11 +47,19 @@ def make_class(root: Path) -> dict[str, str]:
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_sft_loss_hidden"]
     cell_of(nb, "test_sequence_log_prob").source = "pass"
     s["testsedited"] = dump(nb)
-    nb = with_answers({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK})  # copied answer cell: first one counts
+    nb = with_answers({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK})  # copied answer cell: the last one counts
     dup = copy.deepcopy(cell_of(nb, "sft_loss"))
     dup.source = "def sft_loss(token_logps, mask):\n    return 0\n"
-    nb.cells.insert(1, dup)
+    nb.cells.insert(nb.cells.index(cell_of(nb, "sft_loss")), dup)
     s["dupwrongfirst"] = dump(nb)
+    # the stub left in place and a working copy pasted below it: Restart-and-Run-All uses the copy
+    nb = nbformat.reads(RELEASE.read_text(), as_version=4)
+    stub = cell_of(nb, "sft_loss")
+    copied = copy.deepcopy(stub)
+    copied.source = SFT_OK
+    nb.cells.insert(nb.cells.index(stub) + 1, copied)
+    cell_of(nb, "sequence_log_prob").source = SEQ_OK
+    s["pastedbelow"] = dump(nb)
     s["loop"] = dump(with_answers({"sft_loss": "def sft_loss(token_logps, mask):\n    while True:\n        pass\n",
                                    "sequence_log_prob": SEQ_OK}))
     s["exit"] = dump(with_answers({"sft_loss": "import random\ndef sft_loss(token_logps, mask):\n"
@@ -122,7 +130,8 @@ EXPECTED = {  # student: (sft_loss, sequence_log_prob, total, status)
     "missing": ("0", "0", "0", "missing"),
     "renamed": ("3", "2", "5", "renamed"),
     "testsedited": ("3", "2", "5", "tests_edited"),
-    "dupwrongfirst": ("0", "2", "2", "duplicate_ids"),
+    "dupwrongfirst": ("3", "2", "5", "duplicate_ids"),
+    "pastedbelow": ("3", "2", "5", "duplicate_ids"),
     "loop": ("0", "2", "2", "timeout"),
     "exit": ("0", "2", "2", "crashed"),
     "memory": ("0", "2", "2", "memory"),
@@ -156,7 +165,7 @@ def test_every_row(graded):
     got = {s: (r["sft_loss"], r["sequence_log_prob"], r["total"], r["status"]) for s, r in table.items()}
     assert got == EXPECTED, {s: (got.get(s), EXPECTED.get(s)) for s in set(got) | set(EXPECTED) if got.get(s) != EXPECTED.get(s)}
     assert all(r["max"] == "5" and r["assignment"] == "demo" and r["notebook"] == "demo" for r in table.values())
-    assert "first cell used" in table["dupwrongfirst"]["notes"]
+    assert "last cell used" in table["dupwrongfirst"]["notes"]
 
 
 def test_gradebook_and_feedback(graded):
