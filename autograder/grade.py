@@ -40,10 +40,10 @@ from . import notebooks as nbs
 from . import sandbox
 
 REPO = Path(__file__).resolve().parent.parent
-GRADER_VERSION = "3"  # part of every result's key: results of another grader version are not reused
+GRADER_VERSION = "4"  # part of every result's key: results of another grader version are not reused
 STATUS_ORDER = ["ok", "not_attempted", "missing", "empty", "invalid_json", "too_large", "corrupt", "renamed",
-                "outdated", "duplicate_ids", "tests_edited", "timeout", "memory", "crashed", "tampering",
-                "unsandboxed", "error", "grader_error"]
+                "outdated", "duplicate_ids", "tests_edited", "timeout", "memory", "crashed", "load_error",
+                "tampering", "unsandboxed", "error", "grader_error"]
 # A grader fault (the grading worker or its kernel failed to start or died, nbgrader failed, the student's process
 # did not start before any of the student's code ran) is never the student's: it is tried again with a fresh worker
 # and kernel, GRADER_ATTEMPTS times in all; if it persists, the notebook is marked GRADER_ERROR (no points taken,
@@ -51,7 +51,7 @@ STATUS_ORDER = ["ok", "not_attempted", "missing", "empty", "invalid_json", "too_
 GRADER_ATTEMPTS = 3
 GRADER_ERROR = "grader_error"
 GRADER_ERROR_NOTE = "the grader failed on this notebook; it will be regraded: no points were taken"
-STUDENT_EVENTS = {"timeout", "cell_timeout", "crashed", "memory", "protocol"}  # what the student's process did
+STUDENT_EVENTS = {"timeout", "cell_timeout", "crashed", "memory", "protocol", "load_error"}  # what the student's process did
 DEFAULT_WORKERS = min(2 * (os.cpu_count() or 1), 8)
 SANDBOX_UID_BASE = 61000  # unprivileged uids, not in /etc/passwd: one per parallel worker
 IGNORED_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
@@ -729,6 +729,8 @@ def _run_once(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts, nb, 
                 tags.add("crashed")
             elif kind == "memory":
                 tags.add("memory")
+            elif kind == "load_error":
+                tags.add("load_error")
             elif kind == "protocol":
                 tags.add("tampering")
                 if what in points:

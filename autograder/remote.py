@@ -110,6 +110,7 @@ class StudentProcess:
         self.proc = None
         self.skip: list = []
         self.loaded = None
+        self.reported: set = set()  # load errors already in the event log (a restart loads the cells again)
         self.ids = itertools.count()
         self.current = None  # exercise being called (for the event log)
         self.starts = 0
@@ -176,8 +177,9 @@ class StudentProcess:
                     self.loaded = {"names": {}, "errors": {}}
                     return self.loaded
                 self.skip.append(current_cell)  # run the rest without the cell that hung or crashed
-                self.event("cell_timeout" if hung else "crashed", f"cell {current_cell} of the student's notebook "
-                           f"{'did not finish' if hung else 'stopped the process'}: skipped", exercise="")
+                self.event("cell_timeout" if hung else "crashed", f"{self.cell_label(current_cell)} "
+                           f"{'did not finish while your notebook loaded' if hung else 'stopped the process'}"
+                           f" ({type(exc).__name__}): skipped, the other cells ran", exercise="")
                 self.start()
                 ready, current_cell = False, None
                 continue
@@ -189,9 +191,36 @@ class StudentProcess:
             elif event == "loaded" and isinstance(msg.get("names"), dict):
                 self.loaded = {"names": {str(k): v is True for k, v in msg["names"].items()},
                                "errors": msg.get("errors") if isinstance(msg.get("errors"), dict) else {}}
+                self.report_load_errors(self.loaded["errors"])
                 return self.loaded
             else:
                 self._protocol(f"unexpected message while loading: {str(msg)[:100]}")
+
+    def cell_label(self, cell_id) -> str:
+        """The student's cell as the notes name it: its exercise (grade id) and its place among the code cells."""
+        cell = next((c for c in self.job.get("cells", []) if str(c.get("id")) == str(cell_id)), None)
+        place = f"code cell {int(cell_id) + 1}" if str(cell_id).isdigit() else f"cell {str(cell_id)[:20]}"
+        if cell is not None and cell.get("exercise"):
+            return f"answer cell `{cell['exercise']}` ({place} of your notebook)"
+        return f"{place} of your notebook (a cell you added)"
+
+    def report_load_errors(self, errors: dict) -> None:
+        """Each cell that failed while the student's process ran the notebook: an event naming the cell and the
+        error type. An answer cell's is the student's (its time limit a ``cell_timeout``, a MemoryError ``memory``,
+        the rest ``load_error``); a cell the student added is a note only (``added_cell_error``: a scratch cell
+        left broken is honest work, and Jupyter runs the cells after it too)."""
+        answers = {str(c.get("id")) for c in self.job.get("cells", []) if c.get("exercise")}
+        for cell_id, error in list(errors.items())[:50]:
+            kind_name = str(error[0])[:80] if isinstance(error, list) and error else "Error"
+            message = str(error[1])[:200] if isinstance(error, list) and len(error) > 1 else ""
+            if (cell_id, kind_name) in self.reported:
+                continue
+            self.reported.add((cell_id, kind_name))
+            kind = {"CellTimeout": "cell_timeout", "MemoryError": "memory"}.get(kind_name, "load_error") \
+                if str(cell_id) in answers else "added_cell_error"
+            what = "was not run: the cells before it used up the load time" if kind_name == "Skipped" else \
+                f"raised {kind_name} while your notebook loaded{f' ({message})' if message else ''}"
+            self.event(kind, f"{self.cell_label(cell_id)} {what}; the cells after it still ran", exercise="")
 
     # --------------------------------------------------------------------------- wire
     def _send(self, message, deadline: float) -> None:

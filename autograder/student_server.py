@@ -115,6 +115,7 @@ class Server:
             if result is not None and not result.success:
                 exc = result.error_in_exec or result.error_before_exec
                 errors[str(cell["id"])] = [type(exc).__name__, str(exc)[:500]]
+        self.load_errors = errors
         names = {n: callable(ns.get(n)) for n in msg.get("names", [])}
         return {"event": "loaded", "errors": errors, "names": names}
 
@@ -124,7 +125,9 @@ class Server:
 
         fn = self.shell.user_ns.get(msg["name"]) if self.shell else None
         if not callable(fn):
-            return {"error": ["NameError", f"`{msg['name']}` is not defined in your notebook", ""]}
+            failed = " (a cell of your notebook raised an error while it loaded: see the notes)" \
+                if getattr(self, "load_errors", None) else ""
+            return {"error": ["NameError", f"`{msg['name']}` is not defined in your notebook{failed}", ""]}
         args, kwargs = P.decode(msg["args"]), P.decode(msg["kwargs"])
         inputs = P.leaves([args, kwargs], P.needs_grad)
         generators = P.leaves([args, kwargs], P.is_generator)

@@ -60,6 +60,8 @@ def make_class(root: Path) -> dict[str, str]:
     nb.cells.insert(nb.cells.index(stub) + 1, copied)
     cell_of(nb, "sequence_log_prob").source = SEQ_OK
     s["pastedbelow"] = dump(nb)
+    # an answer cell that raises while the student's process loads: reported, the other exercise graded
+    s["loaderror"] = dump(with_answers({"sft_loss": "1 / 0\n" + SFT_OK, "sequence_log_prob": SEQ_OK}))
     s["loop"] = dump(with_answers({"sft_loss": "def sft_loss(token_logps, mask):\n    while True:\n        pass\n",
                                    "sequence_log_prob": SEQ_OK}))
     s["exit"] = dump(with_answers({"sft_loss": "import random\ndef sft_loss(token_logps, mask):\n"
@@ -132,6 +134,7 @@ EXPECTED = {  # student: (sft_loss, sequence_log_prob, total, status)
     "testsedited": ("3", "2", "5", "tests_edited"),
     "dupwrongfirst": ("3", "2", "5", "duplicate_ids"),
     "pastedbelow": ("3", "2", "5", "duplicate_ids"),
+    "loaderror": ("0", "2", "2", "load_error"),
     "loop": ("0", "2", "2", "timeout"),
     "exit": ("0", "2", "2", "crashed"),
     "memory": ("0", "2", "2", "memory"),
@@ -141,6 +144,8 @@ EXPECTED = {  # student: (sft_loss, sequence_log_prob, total, status)
     # each attack would raise a score if it worked; in the sandbox it reaches nothing that grades, so the
     # wrong answer just scores what it is worth (and nothing is called tampering without evidence)
     **{name: ("0", "2", "2", "ok") for name in TAMPER},
+    # these three cells raise in the sandbox (no answer key, no notebook file, no gradebook to reach): reported
+    **{name: ("0", "2", "2", "load_error") for name in ("gradebook", "readhidden", "reference")},
 }
 
 
@@ -166,6 +171,9 @@ def test_every_row(graded):
     assert got == EXPECTED, {s: (got.get(s), EXPECTED.get(s)) for s in set(got) | set(EXPECTED) if got.get(s) != EXPECTED.get(s)}
     assert all(r["max"] == "5" and r["assignment"] == "demo" and r["notebook"] == "demo" for r in table.values())
     assert "last cell used" in table["dupwrongfirst"]["notes"]
+    notes = table["loaderror"]["notes"]
+    assert "sft_loss" in notes and "ZeroDivisionError" in notes, notes
+    assert "ModuleNotFoundError" in table["reference"]["notes"] or "ImportError" in table["reference"]["notes"]
 
 
 def test_gradebook_and_feedback(graded):
