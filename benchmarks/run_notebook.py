@@ -95,7 +95,9 @@ def execute(path: Path, model: str | None = None, cell_times: bool = False, laun
     if seed is not None:
         cells = with_seed(cells, seed, path.name)
         print(f"[seed] {seed}", flush=True)
-    print(f"[threads] {torch_threads()}", flush=True)
+    from rlcourse.model import cpu_threads   # what the notebook's set_threads() will give torch
+
+    print(f"[threads] {cpu_threads()}", flush=True)
     namespace: dict = {"__name__": "__main__"}
     for i, source in enumerate(cells):
         code = compile(source, f"<{path.stem} cell {i}>", "exec")
@@ -113,12 +115,6 @@ def execute(path: Path, model: str | None = None, cell_times: bool = False, laun
     if torch.cuda.is_available() and torch.cuda.is_initialized():  # what a smaller GPU (Colab's T4: 15 GB) must hold
         print(f"[gpu memory] peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "
               f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB reserved", flush=True)
-
-
-def torch_threads() -> int:
-    """The threads torch will use once the notebook's ``set_threads()`` ran (``OMP_NUM_THREADS`` or every core)."""
-    share = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return int(share) if share.isdigit() and int(share) > 0 else max(1, os.cpu_count() or 1)
 
 
 def run_child(path: Path, reduced: bool, progress: bool, model: str | None = None, cell_times: bool = False,

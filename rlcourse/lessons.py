@@ -250,10 +250,9 @@ def ledger_path(device: str) -> Path:
 
 def print_lessons(notebook: str, metrics: dict[str, float], device: str = "cpu", reduced: bool = False) -> None:
     """Print how this run did on each of the notebook's lessons, beside what the ledger measured over seeds."""
-    try:
-        ledger = json.loads(ledger_path(device).read_text())["lessons"]
-    except (OSError, ValueError, KeyError):
-        ledger = {}
+    ledger = read_ledger(device)
+    metrics_seen = ledger.get("notebooks", {}).get(notebook, {}).get("metrics", {})
+    ledger = ledger.get("lessons", {})
     if reduced:
         print("[lesson] reduced mode: the lessons are measured in full mode (RLCOURSE_REDUCED=0); "
               "these figures are not comparable")
@@ -268,7 +267,6 @@ def print_lessons(notebook: str, metrics: dict[str, float], device: str = "cpu",
         seen = (f"; the ledger ({device}): held in {entry['held']} of {len(entry['seeds'])} seeds, median "
                 f"{entry['median']:.3g}, range {entry['min']:.3g} to {entry['max']:.3g}") if entry and entry.get("seeds") else ""
         print(f"[lesson] {item.name}: {item.claim} [{item.criterion}]: {mine}{seen}")
-    metrics_seen = ledger_metrics(notebook, device)
     for metric in SEED_DEPENDENT.get(notebook, ()):
         mine = f"{metrics[metric]:.3g} in this run" if metric in metrics else "not measured in this run"
         entry = metrics_seen.get(metric)
@@ -277,9 +275,9 @@ def print_lessons(notebook: str, metrics: dict[str, float], device: str = "cpu",
         print(f"[seed-dependent] {metric}: {mine}{seen}")
 
 
-def ledger_metrics(notebook: str, device: str = "cpu") -> dict:
-    """The ledger's per-metric summaries of one notebook ({} without a ledger)."""
+def read_ledger(device: str = "cpu") -> dict:
+    """The committed ledger of a device ({} where there is none, as in a copy without the benchmarks)."""
     try:
-        return json.loads(ledger_path(device).read_text())["notebooks"][notebook]["metrics"]
-    except (OSError, ValueError, KeyError):
+        return json.loads(ledger_path(device).read_text())
+    except (OSError, ValueError):
         return {}

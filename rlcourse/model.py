@@ -253,5 +253,10 @@ def set_threads() -> None:
     """
     if torch.cuda.is_available():
         return
+    torch.set_num_threads(cpu_threads())
+
+
+def cpu_threads() -> int:
+    """The CPU threads ``set_threads`` gives torch: ``OMP_NUM_THREADS`` where it is set, else every core."""
     share = os.environ.get("OMP_NUM_THREADS", "").strip()
-    torch.set_num_threads(int(share) if share.isdigit() and int(share) > 0 else max(1, os.cpu_count() or 1))
+    return int(share) if share.isdigit() and int(share) > 0 else max(1, os.cpu_count() or 1)
