@@ -860,9 +860,15 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     digests = {k: hashlib.sha256(s.path.read_bytes()).hexdigest() for k, s in sources.items()}
     nbgrader_dir = Path(nbgrader_dir).resolve() if nbgrader_dir else course_root
     db_url = db_url or f"sqlite:///{nbgrader_dir / 'gradebook.db'}"
-    if db_url.startswith("sqlite:///"):
-        Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    mode = 0o700 if no_sandbox else 0o777  # without the sandbox, a folder the grader makes is its own
+    db_dir = Path(db_url[len("sqlite:///"):]).parent if db_url.startswith("sqlite:///") else None
+    for folder in (db_dir, out, nbgrader_dir):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True, mode=mode)
+    if no_sandbox:
+        check_private([("the course", course_root), ("the submissions", submissions), ("the output folder", out),
+                       ("the nbgrader folder", nbgrader_dir), ("the gradebook's folder", db_dir),
+                       *(("the grader's copy of the course package", p) for p in sandbox.must_not_see())])
     state = out / ".grading"
     results_dir = state / "results"
     if fresh:
@@ -880,7 +886,8 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     _CACHE_LOCKS.clear()
     try:
         opts.template_db = prepare_gradebooks(course_root, course, db_url, state, tmp)
-        opts.sandbox_root = sandbox.prepare_root(tmp / "sandbox")
+        area = opts.area = sandbox.student_area() if no_sandbox else tmp  # what the student's user may reach
+        opts.sandbox_root = sandbox.prepare_root(area / ("grader" if no_sandbox else "sandbox"))
         items, skipped = collect(submissions, course, tmp)
         _write_not_graded(out, skipped)
         guarded = {"solutions": (course_root / layout.SOURCE_DIR, _hash_tree(course_root / layout.SOURCE_DIR))}
@@ -961,6 +968,21 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
+        if getattr(opts, "area", tmp) != tmp:
+            shutil.rmtree(opts.area, ignore_errors=True)
+
+
+def check_private(paths: list) -> None:
+    """``--no-sandbox`` as root runs the student's code as another user: whatever else the grader reads or writes
+    (the course with its answer key and solutions, the submissions, the workspaces under the output folder, the
+    gradebooks) must be out of that user's reach. Exit saying which and how to fix it where one is not."""
+    if os.geteuid() != 0:
+        return
+    for what, path in paths:
+        if path is not None and sandbox.open_to_others(Path(path)):
+            raise SystemExit(f"cannot grade with --no-sandbox: {what}, {path}, can be read by other users, so the "
+                             f"student's code could read it; make it private (chmod -R go-rwx {path}) or grade "
+                             "in the sandbox")
 
 
 def _publish(outcome: Outcome, out: Path, nbgrader_dir: Path, submitted: bytes | None) -> None:

@@ -129,8 +129,9 @@ class StudentProcess:
         argv, env = sandbox.command(Path(self.job["sandbox_root"]), self.job.get("scratch_mb", 256),
                                     self.job.get("threads", 1), self.job.get("no_sandbox", False),
                                     self.job.get("uid", sandbox.NOBODY))
-        log = open(self.job["log"], "ab")
-        cwd = self.job.get("cwd") or "/"
+        log = os.fdopen(os.open(self.job["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+        # without the sandbox the student's process works in its own empty HOME, never in the grader's workspace
+        cwd = env["HOME"] if self.job.get("no_sandbox") else self.job.get("cwd") or "/"
         memory_gb = self.job.get("memory_gb", 4.0)
         self.cgroup = sandbox.Cgroup(f"rlcourse-{os.getpid()}-{self.starts}", int(memory_gb * 2**30), 128)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,

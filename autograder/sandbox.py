@@ -14,7 +14,9 @@ What the student's process gets:
   namespace end every process it started when it ends.
 
 ``no_sandbox=True`` (the grader's ``--no-sandbox``) runs the same server as a plain child process
-with the same resource limits: no isolation, and every report says so.
+with the same resource limits: no isolation, and every report says so. As root it runs as the worker's
+uid, with ``student_area()``'s student-safe copy on its path and an empty private HOME as its working
+folder; the grader keeps everything else of its own unreadable to that uid (autograder/grade.py).
 """
 from __future__ import annotations
 
@@ -74,16 +76,36 @@ def prepare_root(dest: Path) -> Path:
     return dest
 
 
-def _reachable_by_others(path: Path) -> bool:
-    """Whether another user can read ``path`` (every folder above it searchable, the file readable)."""
+def open_to_others(path: Path) -> bool:
+    """Whether another user can reach ``path``: every folder above it searchable, and it readable (a file) or
+    searchable (a folder)."""
     import stat
 
     try:
-        if not path.stat().st_mode & stat.S_IROTH:
+        want = stat.S_IXOTH if path.is_dir() else stat.S_IROTH
+        if not path.stat().st_mode & want:
             return False
         return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents)
     except OSError:
         return False
+
+
+def student_area() -> Path:
+    """Where ``--no-sandbox`` puts what the student's user may reach: a folder others can pass through but not
+    list, for the student-safe copy (``grader/``, see ``prepare_root``) and one private HOME per uid."""
+    import tempfile
+
+    area = Path(tempfile.mkdtemp(prefix="rlgrade-student-"))
+    area.chmod(0o711)
+    return area
+
+
+def _fresh_home(home: Path, uid: int) -> None:
+    """An empty HOME and working folder for the student's user, private to it (nothing of an earlier start)."""
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(home, uid, uid)
 
 
 def _parents(path: Path) -> list[str]:
@@ -100,13 +122,11 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
            "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONWARNINGS": "ignore", "LANG": "C.UTF-8", "NBGRADER_EXECUTION": "autograde",
            "USER": "student", "LOGNAME": "student"}
-    if no_sandbox:  # no namespaces; as root, at least another user than the grader's
+    if no_sandbox:  # no namespaces; as root, at least another user than the grader's, in a folder of its own
         home = root.parent / f"home-{int(uid)}"  # one per worker's uid: parallel workers share no writable folder
-        home.mkdir(mode=0o700, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(home, int(uid), int(uid))
+        _fresh_home(home, int(uid))
         env.update(PYTHONPATH=str(root), HOME=str(home), MPLCONFIGDIR=str(home / ".mpl"))
-        reachable = all(_reachable_by_others(p) for p in (python.resolve(), root / "student_server.py"))
+        reachable = all(open_to_others(p) for p in (python.resolve(), root / "student_server.py"))
         drop = ["/usr/bin/setpriv", f"--reuid={int(uid)}", f"--regid={int(uid)}", "--clear-groups",
                 "--inh-caps=-all", "--no-new-privs"] \
             if os.geteuid() == 0 and os.path.exists("/usr/bin/setpriv") and reachable else []
@@ -137,7 +157,7 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
                 made.add(parent)
         args += ["--ro-bind", str(prefix), str(prefix)]
     bound = ["/usr", "/lib", "/lib64", "/bin", "/sbin", *map(str, prefixes)]
-    masked = [h for h in _must_not_see() if any(str(h) == b or str(h).startswith(b + "/") for b in bound)]
+    masked = [h for h in must_not_see() if any(str(h) == b or str(h).startswith(b + "/") for b in bound)]
     for hidden in masked:
         args += ["--tmpfs", str(hidden)]
     for prefix in prefixes:  # the environment itself stays visible, even where it lives inside the course
@@ -162,7 +182,7 @@ def die_with_parent() -> None:
         pass
 
 
-def _must_not_see() -> list[Path]:
+def must_not_see() -> list[Path]:
     """The course (its solutions and answer key) and installed copies of the package: hidden even where
     they lie under a folder the sandbox mounts (a course cloned under /usr, a non-editable install)."""
     import site
@@ -221,10 +241,17 @@ class Cgroup:
                 pass
 
     def remove(self) -> None:
+        """End every process left in the groups (without the sandbox's PID namespace, a daemon that left the
+        process group would outlive its student and meet the next), then remove them."""
         import time
 
         for d in self.dirs:
             for _ in range(50):
+                try:
+                    for pid in (d / "cgroup.procs").read_text().split():
+                        os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
                 try:
                     d.rmdir()
                     break

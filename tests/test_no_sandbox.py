@@ -1,0 +1,187 @@
+"""``--no-sandbox`` as root, Gradescope's fallback where bubblewrap cannot start (issue 26).
+
+The student's code then runs as an unprivileged uid whose only readable course files are the student-safe
+copy (``sandbox.prepare_root``), in an empty private HOME; the answer key, the hidden tests, the job file,
+the gradebooks and the output folder stay out of its reach. Run end to end through ``run_autograder`` in a
+simulated ``/autograder`` tree that other users can pass through (so its own ``chmod`` is what protects it),
+with a Python environment every user can run (this machine's may live under /root). Fixture course:
+``sft_loss`` 1 visible + 2 hidden points, ``sequence_log_prob`` 1 + 1.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from demo_course import COURSE, notebook
+
+REPO = Path(__file__).resolve().parent.parent
+HIDDEN_VALUES = ["7.0 / 3", "2.33333", "[-6.0, -0.5]", "[[-1.0, -1.0], [-4.0, -2.0]]", "BEGIN HIDDEN TESTS"]
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv"),
+                                reason="runs the student's code as another user: needs root and setpriv")
+
+
+def _open_dir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="module")
+def python_for_all():
+    """A virtual environment other users can run: this interpreter's version from /usr/bin, with this
+    environment's site-packages on its path (its own .pth files are not read: no editable course package)."""
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not system.exists():
+        pytest.skip(f"no {system} to make a Python environment other users can run")
+    base = _open_dir("rlvenv-")
+    venv = base / "venv"
+    subprocess.run([str(system), "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                                   "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip())
+    (purelib / "course-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    scripts = Path(sysconfig.get_paths()["scripts"])
+    for name in ("alembic", "jupyter", "jupyter-nbconvert", "jupyter-kernel"):  # nbgrader runs these from PATH
+        if (scripts / name).exists():
+            body = (scripts / name).read_text().split("\n", 1)[1]
+            (venv / "bin" / name).write_text(f"#!{venv / 'bin' / 'python'}\n{body}")
+            (venv / "bin" / name).chmod(0o755)
+    yield venv / "bin" / "python"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def probe_notebook(targets: list[str]) -> str:
+    """Answers that try the answer key, then report every grader file they could read, from the paths they were
+    given and from what their process can see (environment, working folder, /proc of their ancestors)."""
+    probe = f"""
+import os, json
+TARGETS = {targets!r}
+MARKERS = ('BEGIN HIDDEN' + ' TESTS', '"hidden"', 'def sft' + '_loss', 'auto_score', 'SQLite format')
+SKIP = ('/usr', '/lib', '/bin', '/sbin', '/etc', '/proc', '/sys', '/dev', os.environ.get('PYTHONPATH', '/-'),
+        os.environ.get('HOME', '/-'),
+        os.path.dirname(os.path.dirname(os.__file__)))
+
+def _paths_seen():
+    seen = set(TARGETS) | {{os.getcwd(), os.environ.get('HOME', '/')}}
+    seen |= {{p for v in os.environ.values() for p in v.split(':') if p.startswith('/')}}
+    pid = os.getpid()
+    for _ in range(8):
+        for link in ('cwd', 'root', 'exe'):
+            try:
+                seen.add(os.readlink(f'/proc/{{pid}}/{{link}}'))
+            except OSError:
+                pass
+        for name in ('environ', 'cmdline'):
+            try:
+                words = open(f'/proc/{{pid}}/{{name}}', 'rb').read().decode(errors='replace').split('\\0')
+                seen |= {{p for w in words for p in w.replace('=', ':').split(':') if p.startswith('/')}}
+            except OSError:
+                pass
+        try:
+            pid = int(next(x for x in open(f'/proc/{{pid}}/status') if x.startswith('PPid')).split()[1])
+        except (OSError, StopIteration, ValueError):
+            break
+    return seen | {{os.path.dirname(p) for p in seen}}
+
+def _read(path):
+    try:
+        with open(path, 'rb') as fh:
+            return fh.read(1 << 20).decode(errors='replace')
+    except OSError:
+        return None
+
+def _probe():
+    found, tried = [], 0
+    for top in sorted(_paths_seen()):
+        if not top.startswith('/') or top.startswith(SKIP) or top in ('/', '/tmp'):
+            continue
+        walk = [(top, [], [''])] if not os.path.isdir(top) else os.walk(top)
+        for n, (folder, _, files) in enumerate(walk):
+            for f in files[:200]:
+                path = os.path.join(folder, f) if f else folder
+                tried += 1
+                text = _read(path)
+                if text is not None and (path in TARGETS or any(m in text for m in MARKERS)):
+                    found.append(path)
+            if n > 200:
+                break
+    for target in TARGETS:
+        tried += 1
+        if os.path.isdir(target) and os.access(target, os.R_OK | os.X_OK):
+            found.append(target)
+    return f'PROBE uid={{os.getuid()}} tried={{tried}} found={{sorted(set(found))}}'
+
+REPORT = _probe()
+
+def _answer_key(name):
+    try:
+        import rlcourse.reference as ref
+        return getattr(ref, name)
+    except Exception:
+        pass
+    for target in TARGETS:
+        text = _read(target) if target.endswith('reference.py') else None
+        try:
+            scope = {{'__name__': 'rlcourse.answer_key', '__package__': 'rlcourse'}}
+            exec(text, scope)
+            return scope[name]
+        except Exception:
+            pass
+"""
+    sft = probe + ("def sft_loss(token_logps, mask):\n    key = _answer_key('sft_loss')\n"
+                   "    if key is None:\n        raise ValueError(REPORT)\n    return key(token_logps, mask)\n")
+    seq = ("def sequence_log_prob(token_logps, mask):\n    key = _answer_key('sequence_log_prob')\n"
+           "    return key(token_logps, mask) if key else token_logps.sum(-1) * 0\n")
+    return notebook({"sft_loss": sft, "sequence_log_prob": seq})
+
+
+def test_unsandboxed_student_reads_nothing_of_the_grader(python_for_all):
+    base = _open_dir("rlgs-")
+    try:
+        zpath = base / "autograder.zip"
+        subprocess.run([sys.executable, str(REPO / "scripts" / "gradescope.py"), "demo", "--out", str(zpath),
+                        "--course-root", str(COURSE)], check=True, capture_output=True)
+        root = base / "autograder"
+        with zipfile.ZipFile(zpath) as zf:
+            zf.extractall(root / "source")
+        zpath.unlink()  # it holds the hidden tests too: Gradescope's container has only the unpacked tree
+        shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
+        course, grading = root / "source" / "course", root / "grading"
+        ws = grading / ".grading" / "tmp" / f"ws-{hashlib.sha256(b'student/demo/demo').hexdigest()[:16]}"
+        targets = [course / "rlcourse" / "reference.py", course / "solutions" / "demo" / "demo.ipynb",
+                   course / "solutions", ws / "student.json", ws / "job.json", ws / "gradebook.db", ws,
+                   ws / "submitted" / "student" / "demo" / "demo.ipynb", grading / "gradebook.db",
+                   grading / ".grading" / "tmp", grading, root / "results", root / "grading.log"]
+        (root / "submission").mkdir()
+        (root / "submission" / "demo.ipynb").write_text(probe_notebook([str(t) for t in targets]))
+        env = {"GRADESCOPE_ROOT": str(root), "RLCOURSE_PYTHON": str(python_for_all), "RLCOURSE_NO_SANDBOX": "1",
+               "PATH": "/usr/bin:/bin"}
+        proc = subprocess.run(["bash", str(root / "run_autograder")], env=env, capture_output=True, text=True,
+                              timeout=600)
+        log = (root / "grading.log").read_text()
+        assert proc.returncode == 0 and (root / "results" / "results.json").exists(), (proc.stdout, log[-3000:])
+        results = (root / "results" / "results.json").read_text()
+        res = json.loads(results)
+        assert res["score"] == 0, results  # nothing from the answer key
+        message = next(t["output"] for t in res["tests"] if t["name"] == "demo: sft_loss")
+        assert "PROBE uid=" in message and "found=[]" in message, message
+        uid = int(message.split("PROBE uid=")[1].split()[0])
+        assert uid != 0 and int(message.split("tried=")[1].split()[0]) >= len(targets)
+        assert "unsandboxed" in res["output"]
+        feedback = next(grading.glob("feedback/*/*/*.html")).read_text()
+        grades = (grading / "grades.csv").read_text()
+        for text in (results, feedback, grades):
+            assert not [v for v in HIDDEN_VALUES if v in text]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
