@@ -853,6 +853,8 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
             sandbox.check_available()
         except RuntimeError as exc:
             raise SystemExit(f"cannot grade: {exc}") from None
+    elif sandbox.unprivileged_problem():  # as root the student's code never runs as root
+        raise SystemExit(f"cannot grade with --no-sandbox: {sandbox.unprivileged_problem()}")
     course = nbs.load_course(course_root)
     if not course:
         raise SystemExit(f"no source notebooks under {course_root / 'solutions'}")

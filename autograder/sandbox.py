@@ -33,6 +33,7 @@ REPO = HERE.parent
 # plumbing that computes an exercise's quantity on the way (rollout, rewards)
 STUDENT_MODULES = ("__init__", "config", "paths", "checks", "cafe", "problems", "plots", "model")
 NOBODY = 65534
+SETPRIV = "/usr/bin/setpriv"
 INSTALL_HINT = ("the sandbox tool bubblewrap (`bwrap`) is not installed: `bash scripts/course.sh setup` installs it "
                 "(Debian/Ubuntu: `apt-get install bubblewrap`); or pass --no-sandbox to grade without isolation")
 
@@ -90,6 +91,39 @@ def open_to_others(path: Path) -> bool:
         return False
 
 
+def interpreter_files() -> list[Path]:
+    """What the student's process must read: the interpreter, its shared library, the standard library and the
+    packages the server imports (found, not imported)."""
+    import importlib.util
+    import sysconfig
+
+    files = [Path(sys.executable).resolve(), Path(os.__file__)]
+    lib, libdir = sysconfig.get_config_var("LDLIBRARY"), sysconfig.get_config_var("LIBDIR")
+    if sysconfig.get_config_var("Py_ENABLE_SHARED") and lib and libdir:
+        files.append(Path(libdir) / lib)
+    for name in ("torch", "IPython", "numpy"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            files.append(Path(spec.origin))
+    return files
+
+
+def unprivileged_problem() -> str | None:
+    """As root, why ``--no-sandbox`` cannot run the student's process as an unprivileged uid here (None when it
+    can, or when the grader is not root: then the student's code runs as the grader's own user)."""
+    if os.geteuid() != 0:
+        return None
+    if not os.path.exists(SETPRIV):
+        return f"{SETPRIV} (util-linux) is missing, so the student's code cannot run as an unprivileged user"
+    hidden = next((p for p in interpreter_files() if not open_to_others(p)), None)
+    if hidden is not None:
+        return (f"the student's code must run as an unprivileged user, who cannot read this Python environment "
+                f"({hidden}): put the virtual environment, and the Python it is made from, where every user can "
+                "read it (e.g. `/usr/bin/python3 -m venv /opt/rlcourse-venv`, then install the course there), "
+                "or grade in the sandbox")
+    return None
+
+
 def student_area() -> Path:
     """Where ``--no-sandbox`` puts what the student's user may reach: a folder others can pass through but not
     list, for the student-safe copy (``grader/``, see ``prepare_root``) and one private HOME per uid."""
@@ -126,10 +160,14 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
         home = root.parent / f"home-{int(uid)}"  # one per worker's uid: parallel workers share no writable folder
         _fresh_home(home, int(uid))
         env.update(PYTHONPATH=str(root), HOME=str(home), MPLCONFIGDIR=str(home / ".mpl"))
-        reachable = all(open_to_others(p) for p in (python.resolve(), root / "student_server.py"))
-        drop = ["/usr/bin/setpriv", f"--reuid={int(uid)}", f"--regid={int(uid)}", "--clear-groups",
-                "--inh-caps=-all", "--no-new-privs"] \
-            if os.geteuid() == 0 and os.path.exists("/usr/bin/setpriv") and reachable else []
+        if os.geteuid() != 0:  # the grader's own user: no other to run as
+            return [str(python), str(root / "student_server.py")], env
+        problem = unprivileged_problem() or (None if open_to_others(root / "student_server.py") else
+                                             f"{root} cannot be read by other users")
+        if problem:  # never the student's code as root
+            raise RuntimeError(f"cannot start the student's process without the sandbox: {problem}")
+        drop = [SETPRIV, f"--reuid={int(uid)}", f"--regid={int(uid)}", "--clear-groups", "--inh-caps=-all",
+                "--no-new-privs"]
         return drop + [str(python), str(root / "student_server.py")], env
     args = [bwrap_path(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--clearenv"]
@@ -166,7 +204,7 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
     args += ["--ro-bind", str(root), "/grader", "--proc", "/proc", "--dev", "/dev",
              "--size", str(64 * 2**20), "--perms", "1777", "--tmpfs", "/dev/shm",
              "--chdir", "/tmp", "--",
-             "/usr/bin/setpriv", f"--reuid={int(uid)}", f"--regid={int(uid)}", "--clear-groups", "--bounding-set=-all",
+             SETPRIV, f"--reuid={int(uid)}", f"--regid={int(uid)}", "--clear-groups", "--bounding-set=-all",
              "--inh-caps=-all", "--no-new-privs",
              str(python), "/grader/student_server.py"]
     return args, env

@@ -581,13 +581,14 @@ def test_without_the_sandbox_tool_the_grader_refuses_and_says_how_to_install_it(
     assert not (tmp_path / "out" / "grades.csv").exists()
 
 
-def test_no_sandbox_as_root_refuses_a_course_other_users_can_read(tmp_path):
+def test_no_sandbox_as_root_refuses_a_course_other_users_can_read(tmp_path, monkeypatch):
     """Issue 26: as root, --no-sandbox runs the student's code as another user, who must not reach the course (its
     answer key and solutions): a readable course is refused, with how to fix it."""
     from autograder import sandbox
 
     if os.geteuid() != 0 or not sandbox.open_to_others(COURSE):
         pytest.skip("only as root, with this checkout readable by other users")
+    monkeypatch.setattr(sandbox, "unprivileged_problem", lambda: None)  # as if this Python were readable by all
     with pytest.raises(SystemExit, match="can be read by other users.*chmod -R go-rwx"):
         grade(_class(tmp_path / "class", 1), tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True,
               nbgrader_dir=tmp_path / "nb", no_sandbox=True)

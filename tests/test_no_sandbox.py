@@ -23,13 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from demo_course import COURSE, notebook
+from autograder import remote, sandbox
+from autograder.grade import grade
+from demo_course import COURSE, SEQ_OK, SFT_OK, notebook
 
 REPO = Path(__file__).resolve().parent.parent
 HIDDEN_VALUES = ["7.0 / 3", "2.33333", "[-6.0, -0.5]", "[[-1.0, -1.0], [-4.0, -2.0]]", "BEGIN HIDDEN TESTS"]
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv"),
-                                reason="runs the student's code as another user: needs root and setpriv")
+as_root = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv"),
+                             reason="runs the student's code as another user: needs root and setpriv")
 
 
 def _open_dir(prefix: str) -> Path:
@@ -146,6 +148,7 @@ def _answer_key(name):
     return notebook({"sft_loss": sft, "sequence_log_prob": seq})
 
 
+@as_root
 def test_unsandboxed_student_reads_nothing_of_the_grader(python_for_all):
     base = _open_dir("rlgs-")
     try:
@@ -185,3 +188,63 @@ def test_unsandboxed_student_reads_nothing_of_the_grader(python_for_all):
             assert not [v for v in HIDDEN_VALUES if v in text]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def unreachable_python(tmp_path, monkeypatch):
+    """The interpreter as if it lived under a private home (pyenv or conda under /root)."""
+    private = tmp_path / "root-home"
+    private.mkdir(mode=0o700)
+    (private / "python3").write_text("")
+    monkeypatch.setattr(sandbox, "interpreter_files", lambda: [private / "python3"])
+    return private / "python3"
+
+
+@as_root
+def test_no_sandbox_never_runs_the_student_as_root(tmp_path, unreachable_python):
+    """Issue 26: with Python under a private home nothing was dropped and the student's cell printed uid=0. Now
+    the grader refuses, up front and again where the student's process would start, saying how to fix it."""
+    problem = sandbox.unprivileged_problem()
+    assert str(unreachable_python) in problem and "where every user can read it" in problem
+    root = sandbox.prepare_root(tmp_path / "area" / "grader")
+    with pytest.raises(RuntimeError, match="cannot start the student's process without the sandbox"):
+        sandbox.command(root, no_sandbox=True, uid=61099)
+    job = {"sandbox_root": str(root), "no_sandbox": True, "log": str(tmp_path / "student.log"), "uid": 61099,
+           "prelude": [], "cells": [], "names": []}
+    student = remote.StudentProcess(job, tmp_path / "events.jsonl")
+    with pytest.raises(RuntimeError, match="every user can read it"):
+        student.start()
+    assert student.proc is None  # nothing started, as root or otherwise
+    sub = tmp_path / "class" / "s0"
+    sub.mkdir(parents=True, mode=0o700)
+    (sub / "demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
+    with pytest.raises(SystemExit, match="cannot grade with --no-sandbox: .*every user can read it"):
+        grade(sub.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True, no_sandbox=True,
+              nbgrader_dir=tmp_path / "nb")
+    assert not (tmp_path / "out").exists()
+
+
+@as_root
+def test_no_sandbox_runs_the_student_as_another_uid_where_python_is_readable(monkeypatch):
+    readable = _open_dir("rlpython-")
+    (readable / "python3").write_text("")
+    (readable / "python3").chmod(0o644)
+    monkeypatch.setattr(sandbox, "interpreter_files", lambda: [readable / "python3"])
+    root = sandbox.prepare_root(sandbox.student_area() / "grader")
+    try:
+        argv, env = sandbox.command(root, no_sandbox=True, uid=61099)
+        assert argv[:3] == [sandbox.SETPRIV, "--reuid=61099", "--regid=61099"]
+        home = Path(env["HOME"])
+        assert home.stat().st_uid == 61099 and home.stat().st_mode & 0o777 == 0o700 and not list(home.iterdir())
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+        shutil.rmtree(readable, ignore_errors=True)
+
+
+def test_gradescope_setup_installs_python_every_user_can_run():
+    """The fallback runs the student's code as an unprivileged user: setup.sh makes the venv from the system's
+    python3, opens it to every user and checks that such a user can run it."""
+    setup = (REPO / "autograder" / "gradescope" / "setup.sh").read_text()
+    assert "apt-get install" in setup and "python3 -m venv /autograder/venv" in setup
+    assert "chmod -R a+rX /autograder/venv" in setup
+    assert "setpriv --reuid=65534" in setup and "/autograder/venv/bin/python -c" in setup

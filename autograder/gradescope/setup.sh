@@ -11,3 +11,9 @@ python3 -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
 /autograder/venv/bin/python -m pip install --quiet -c /autograder/source/course/scripts/constraints.txt \
   -e "/autograder/source/course[course]"
+# where the container allows no sandbox, the student's code runs as an unprivileged user: it must be able
+# to run this Python (the course itself is made unreadable to it by run_autograder)
+chmod a+rx /autograder
+chmod -R a+rX /autograder/venv
+setpriv --reuid=65534 --regid=65534 --clear-groups /autograder/venv/bin/python -c "import torch, IPython" \
+  || { echo "setup.sh: an unprivileged user cannot run /autograder/venv/bin/python" >&2; exit 1; }
