@@ -7,16 +7,13 @@ tests/test_reference.py checks the reference against independent math instead (a
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import notebook_harness as H  # noqa: E402
+import notebook_harness as H
 
-from rlcourse import reference  # noqa: E402
-from rlcourse.checks import check  # noqa: E402
+from rlcourse import reference
+from rlcourse.checks import check
 
 CASES = [(a, name) for a in H.assignment_ids() for name in H.exercises(H.load(H.notebook_path(a)))]
 

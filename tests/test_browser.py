@@ -16,15 +16,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cdp import Browser, find_chromium, free_port  # noqa: E402
+from cdp import Browser, find_chromium, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "00_why_rl/00_why_rl.ipynb"

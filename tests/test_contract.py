@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import notebook_harness as H  # noqa: E402
+import notebook_harness as H
 
-from rlcourse import contract  # noqa: E402
+from rlcourse import contract
 
 # Contract rows that no notebook implements yet, with the issue that adds them. The one list of
 # exceptions: a row implemented while still listed here, or listed here but gone from the contract,

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import gradescope  # noqa: E402
+import gradescope
 
-from demo_course import COURSE, SEQ_OK, SFT_OK, SFT_PARTIAL, notebook  # noqa: E402
+from demo_course import COURSE, SEQ_OK, SFT_OK, SFT_PARTIAL, notebook
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import ast
 import inspect
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import notebook_harness as H  # noqa: E402
+import notebook_harness as H
 
-from rlcourse import checks as C  # noqa: E402
+from rlcourse import checks as C
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 AUTHOR_TEXT = {"message", "what", "hint", "name"}

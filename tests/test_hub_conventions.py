@@ -2,8 +2,6 @@
 log-probs and one training step of PPO, GRPO and DPO: at the first step the ratio is exactly 1 and the
 KL to the reference exactly 0, because load_policy turns dropout off."""
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +11,7 @@ from rlcourse.reference import (dpo_loss, grpo_loss, group_normalized_advantages
                                 sequence_log_prob, token_log_probs)
 from rlcourse.rollout import completion_logits, completion_logps, sample_completions
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
-from gpt2_conventions import HUB_DROPOUT, write_gpt2_conventions_model  # noqa: E402
+from gpt2_conventions import HUB_DROPOUT, write_gpt2_conventions_model
 
 PROMPTS = ["Review:", "Question: A bus carries seven passengers. Then another one gets off. "
            "How many passengers are on the bus?\nAnswer:"]

@@ -61,7 +61,6 @@ def test_test_owners_follow_names_then_the_answer_cell_above():
 
 @pytest.mark.parametrize("assignment", IDS)
 def test_grader_and_harness_see_the_same_exercises(assignment):
-    sys.path.insert(0, str(ROOT / "tests"))
     import notebook_harness as H
 
     src = nbs.load_source(assignment, layout.source_notebook(assignment))
@@ -75,6 +74,35 @@ def test_layout_imports_no_notebook_tool_chain():
                           "if m.split('.')[0] in ('nbgrader', 'nbformat', 'traitlets', 'torch')))"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def _top_level_modules(folder):
+    """The names `import NAME` finds in folder: its .py files and its packages (a folder with __init__.py)."""
+    return {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+
+
+def test_the_test_import_path_has_no_clashing_names():
+    """pyproject.toml's pytest pythonpath puts several folders on sys.path (the tests import their helpers by
+    bare name, no sys.path.insert): a name in two of them, or one that hides the standard library or an
+    installed package, would make an import depend on the folders' order."""
+    import importlib.machinery
+    import re
+
+    line = re.search(r"^pythonpath = (\[.*\])$", (ROOT / "pyproject.toml").read_text(), re.M)
+    folders = [ROOT / f for f in json.loads(line.group(1))]
+    assert folders and all(f.is_dir() for f in folders), folders
+    assert all(str(f) in sys.path for f in folders), "pytest put the pythonpath folders on sys.path"
+    owners = {}
+    for folder in [ROOT, *folders]:  # ROOT: `python -m pytest` from the repository root puts it first
+        for name in _top_level_modules(folder):
+            owners.setdefault(name, []).append(folder.relative_to(ROOT).as_posix() or ".")
+    clashes = {name: where for name, where in owners.items() if len(where) > 1 and name != "conftest"}
+    assert not clashes, f"one module name in two folders on the test path: {clashes}"
+    ours = {str(ROOT), *map(str, folders), "", "."}
+    elsewhere = [p for p in sys.path if p not in ours]
+    shadowing = sorted(name for name in owners if name in sys.stdlib_module_names
+                       or importlib.machinery.PathFinder.find_spec(name, elsewhere) is not None)
+    assert not shadowing, f"these hide a standard or installed module: {shadowing}"
 
 
 # ----------------------------------------------------------------------------- the code mirrors

@@ -13,8 +13,7 @@ from rlcourse.lessons import LESSONS, Lesson, LessonError, evaluate, lesson, met
 ROOT = Path(__file__).resolve().parents[1]
 LEDGER = ROOT / "benchmarks" / "ledger"
 SWEEP = ROOT / "benchmarks" / "lessons.py"
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import lessons as sweep  # noqa: E402
+import lessons as sweep
 
 
 # ----------------------------------------------------------------------------- criteria on synthetic lines

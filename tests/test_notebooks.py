@@ -9,17 +9,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import notebook_harness as H  # noqa: E402
-from test_contract import implemented  # noqa: E402
+import notebook_harness as H
+from test_contract import implemented
 
-from rlcourse import contract  # noqa: E402
+from rlcourse import contract
 
 IDS = H.assignment_ids()
 WRONG_DIR = Path(__file__).resolve().parent / "wrong_implementations"

@@ -3,17 +3,14 @@ and a one-line message (no empty plot) when a cell needs an exercise that is not
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import notebook_harness as H  # noqa: E402
+import notebook_harness as H
 
-from rlcourse import layout  # noqa: E402
-from rlcourse.checks import ExerciseMissing, needs_your_code  # noqa: E402
+from rlcourse import layout
+from rlcourse.checks import ExerciseMissing, needs_your_code
 
 
 # ----------------------------------------------------------------------------- the release
