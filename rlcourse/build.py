@@ -15,7 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import cafe, problems
+from .model import get_device
 from .paths import DATA_DIR
+from .pretrain import pretrain, pretraining_documents, size_config
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -37,13 +39,6 @@ def build_datasets(data_dir: Path, seed: int = 0) -> None:
     problems.save_problems(problems.generate_problems(N_TRAIN_PROBLEMS, "train", seed), data_dir / "problems/train.jsonl")
     problems.save_problems(problems.generate_problems(N_HELDOUT_PROBLEMS, "heldout", seed), data_dir / "problems/heldout.jsonl")
     write_jsonl(cafe.generate_reviews(N_REVIEWS, seed), data_dir / "cafe/reviews.jsonl")
-
-
-def pretraining_documents(n_problems: int, n_reviews: int, seed: int = 0) -> list[str]:
-    """The pre-training mix: noisy worked word problems and café reviews, one document each."""
-    docs = problems.problem_corpus(problems.generate_problems(n_problems, "train", seed + 1), seed=seed + 2)
-    docs += cafe.generate_reviews(n_reviews, seed + 3)
-    return [d["prompt"] + d["text"] for d in docs]
 
 
 def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int = VOCAB_SIZE):
@@ -77,8 +72,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the size's)")
     parser.add_argument("--smoke", action="store_true", help="a few pre-training steps on little data (tests)")
     args = parser.parse_args(argv)
-    from .pretrain import pretrain, size_config
-
     folder, cfg = size_config(args.size, args.seed)
     out = args.out or args.data_dir / folder
 
@@ -92,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = train_tokenizer(docs, out, cfg.vocab_size)
     print(f"tokenizer: {len(tokenizer)} tokens -> {out}")
     if args.pretrain:
-        pretrain(docs, tokenizer, out, cfg)
+        pretrain(docs, tokenizer, out, cfg, get_device())
 
 
 if __name__ == "__main__":

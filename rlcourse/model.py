@@ -7,7 +7,7 @@
 A Hub model has never seen the course's text (its worked answers end "The answer is 4.", its reviews
 are the café's), so on the word problems every answer it samples is wrong and every GRPO group is
 dead. ``load_policy`` therefore gives a Hub model the course's short warm start
-(``rlcourse.pretrain.warm_start``, ``WARM_START_STEPS`` next-token steps on the pre-training mix) the
+(``rlcourse.pretrain.warm_start``, ``pretrain.WARM_START_STEPS`` next-token steps on the pre-training mix) the
 first time, saves the result in ``data/<name>-warm/`` and loads that copy from then on, so that the
 policy and its reference, in every notebook, start from the same weights. ``warm_start=False`` loads
 the Hub weights as they are; ``warm_start=True`` warm-starts a local folder too.
@@ -88,13 +88,17 @@ def _offline_error(name: str, exc: Exception) -> RuntimeError:
 
 def load_tokenizer(name: str = "tiny"):
     """The tokenizer of a policy, left-padding, with a pad token distinct from EOS where the model has one."""
+    return _load_tokenizer(name, resolve_model(name), name in HUB_MODELS)
+
+
+def _load_tokenizer(name: str, source: str, hub: bool):
+    """``load_tokenizer`` for a name already resolved (``source``) and known to be a Hub model or not (``hub``)."""
     from transformers import AutoTokenizer
 
-    source = resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except OSError as exc:
-        if name in HUB_MODELS:
+        if hub:
             raise _offline_error(name, exc) from exc
         raise
     if tokenizer.pad_token is None:  # Hub GPT-2 has no pad token: reuse EOS (masks are built from lengths)
@@ -153,37 +157,38 @@ def fuse_activations(model):
     return model
 
 
-WARM_START_STEPS = 300  # a Hub model's warm start on the course's text (rlcourse.pretrain.warm_start)
-
-
 def warm_folder(name: str) -> Path:
     """Where the warm-started copy of ``name`` is kept: ``data/<name>-warm`` (``<folder name>-warm`` for a path)."""
     return paths.DATA_DIR / f"{Path(name).name}-warm"
 
 
-def _from_pretrained(name: str, source: str):
+def _from_pretrained(name: str, source: str, hub: bool):
     from transformers import AutoModelForCausalLM
 
     try:
         with _quiet_loading():
             return AutoModelForCausalLM.from_pretrained(source)
     except OSError as exc:
-        if name in HUB_MODELS:
+        if hub:
             raise _offline_error(name, exc) from exc
         raise
 
 
-def _warm_copy(name: str, tokenizer, device) -> Path:
-    """The folder of ``name``'s warm-started copy, made (once, on ``device``) when it is missing."""
+def _warm_copy(name: str, source: str, hub: bool, tokenizer, device: torch.device) -> Path:
+    """The folder of ``name``'s warm-started copy, made (once, on ``device``) from ``source`` when it is missing."""
     folder = warm_folder(name)
     if (folder / "model.safetensors").exists():
         return folder
-    from .pretrain import warm_start
+    # Imported here, not at the top: the training plumbing is not in the grader sandbox's copy of the
+    # package (autograder/sandbox.py, STUDENT_MODULES), where this module must import; pretrain does
+    # not import this module (no cycle: tests/test_package_imports.py checks the import graph).
+    from . import pretrain
 
-    model = fuse_activations(_from_pretrained(name, resolve_model(name))).to(get_device(device))
+    model = fuse_activations(_from_pretrained(name, source, hub)).to(device)
+    steps = pretrain.WARM_START_STEPS
     print(f"{name} has never seen the course's text: warm start on the course's corpus "
-          f"({WARM_START_STEPS} steps, once; saved in {folder})", flush=True)
-    warm_start(model, tokenizer, steps=WARM_START_STEPS)
+          f"({steps} steps, once; saved in {folder})", flush=True)
+    pretrain.warm_start(model, tokenizer, steps=steps)
     partial = folder.with_name(folder.name + ".partial")
     model.cpu().save_pretrained(partial, safe_serialization=True)
     partial.replace(folder)  # a run stopped half-way leaves no half-written copy behind
@@ -199,16 +204,16 @@ def load_policy(name: str = "tiny", device: str | torch.device | None = None, dr
     A Hub model (``warm_start=None`` means: for Hub models) comes warm-started on the course's text,
     from the copy in ``warm_folder(name)``, made the first time.
     """
-    source = resolve_model(name)
-    tokenizer = load_tokenizer(name)
-    if warm_start if warm_start is not None else name in HUB_MODELS:
-        source = str(_warm_copy(name, tokenizer, device))
-    model = _from_pretrained(name, source)
+    source, hub, device = resolve_model(name), name in HUB_MODELS, get_device(device)  # once per load
+    tokenizer = _load_tokenizer(name, source, hub)
+    if warm_start if warm_start is not None else hub:
+        source = str(_warm_copy(name, source, hub, tokenizer, device))
+    model = _from_pretrained(name, source, hub)
     if not dropout:
         without_dropout(model)
     fuse_activations(model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.to(get_device(device)).eval(), tokenizer
+    return model.to(device).eval(), tokenizer
 
 
 class ValueHeadModel(torch.nn.Module):

@@ -18,6 +18,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import cafe, problems
+
+WARM_START_STEPS = 300  # a Hub model's warm start on the course's text (``warm_start``; ``load_policy`` makes it once)
+
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -60,6 +64,13 @@ def size_config(size: str, seed: int = 0) -> tuple[str, PretrainConfig]:
     cfg = PretrainConfig(seed=seed, n_layer=n_layer, n_embd=n_embd, n_head=max(1, n_embd // 64), batch_size=128,
                          lr=min(3e-3, 3e-3 * 192 / n_embd))
     return f"course-gpt2-{size}", cfg
+
+
+def pretraining_documents(n_problems: int, n_reviews: int, seed: int = 0) -> list[str]:
+    """The pre-training mix: noisy worked word problems and café reviews, one document each."""
+    docs = problems.problem_corpus(problems.generate_problems(n_problems, "train", seed + 1), seed=seed + 2)
+    docs += cafe.generate_reviews(n_reviews, seed + 3)
+    return [d["prompt"] + d["text"] for d in docs]
 
 
 def model_config(cfg: PretrainConfig, tokenizer):
@@ -122,13 +133,11 @@ def train_on_documents(model, tokenizer, docs: list[str], steps: int, batch_size
     return losses
 
 
-def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig, device=None):
-    """Pre-train a new GPT-2 of ``cfg``'s shape on ``docs`` on ``device`` (default: CUDA when present) and save it."""
+def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig, device: torch.device):
+    """Pre-train a new GPT-2 of ``cfg``'s shape on ``docs`` on ``device`` and save it (``python -m rlcourse.build``
+    passes ``rlcourse.model.get_device()``: CUDA when present)."""
     from transformers import GPT2LMHeadModel
 
-    from .model import get_device
-
-    device = get_device(device)
     torch.manual_seed(cfg.seed)
     model = GPT2LMHeadModel(model_config(cfg, tokenizer)).to(device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -147,7 +156,7 @@ def pretrain(docs: list[str], tokenizer, out_dir: Path, cfg: PretrainConfig, dev
     return model
 
 
-def warm_start(model, tokenizer, steps: int = 300, batch_size: int = 16, lr: float = 5e-5, seed: int = 0) -> list[float]:
+def warm_start(model, tokenizer, steps: int = WARM_START_STEPS, batch_size: int = 16, lr: float = 5e-5, seed: int = 0) -> list[float]:
     """A Hub model's short warm start on the course's corpus, before the experiments.
 
     Hub GPT-2 has never seen the course's worked answers ("... The answer is 4.") or its reviews, so on
@@ -155,8 +164,6 @@ def warm_start(model, tokenizer, steps: int = 300, batch_size: int = 16, lr: flo
     next-token steps on the same mix the tiny model was pre-trained on teach it the format; the
     model is changed in place and left in eval mode (dropout stays as it was). Returns the losses.
     """
-    from .build import pretraining_documents
-
     docs = pretraining_documents(20 * batch_size * max(1, steps // 20), 10 * batch_size * max(1, steps // 20), seed)
     return train_on_documents(model, tokenizer, docs, steps, batch_size, lr, warmup=max(1, steps // 10),
                               seed=seed, desc="warm start")

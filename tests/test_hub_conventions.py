@@ -162,7 +162,7 @@ def test_hub_models_come_warm_started_once_from_a_saved_copy(hub_like, tmp_path,
 
     monkeypatch.setattr(paths, "DATA_DIR", tmp_path)
     monkeypatch.setattr(model_module, "HUB_MODELS", (hub_like,))
-    monkeypatch.setattr(model_module, "WARM_START_STEPS", 4)
+    monkeypatch.setattr(pretrain_module, "WARM_START_STEPS", 4)
     raw, _ = load_policy(hub_like, warm_start=False)
     assert not model_module.warm_folder(hub_like).exists()
 
