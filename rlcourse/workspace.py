@@ -25,8 +25,13 @@ the digest recorded when the course wrote it.
 ``lab`` also writes the workspace's Jupyter configuration (``workspace/.jupyter``, put first on
 ``JUPYTER_CONFIG_PATH`` by scripts/course.sh): nbgrader's instructor tools (Create Assignment, Formgrader,
 Course List) are disabled with ``jupyter labextension disable``/``lock`` and their server extensions
-switched off; Validate and the Assignment List stay. An instructor who runs ``.venv/bin/jupyter lab``
-directly keeps every tool: nothing outside the workspace changes.
+switched off; Validate and the Assignment List stay. JupyterLab's announcements plugin is disabled the
+same way (not locked), so a student is not greeted by "Would you like to get notified about official
+Jupyter news?" and the lab makes no news or update requests; JupyterLab documents this
+(``jupyter labextension disable "@jupyterlab/apputils-extension:announcements"``, its "Announcements"
+page): its ``fetchNews`` setting could only be set for the whole installation (``overrides.json`` in
+``.venv/share/jupyter/lab/settings``) or in the user's own settings. An instructor who runs
+``.venv/bin/jupyter lab`` directly keeps every tool: nothing outside the workspace changes.
 """
 from __future__ import annotations
 
@@ -55,6 +60,9 @@ INSTRUCTOR_PLUGINS = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:
 INSTRUCTOR_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list")
 STUDENT_PLUGINS = ("@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:validate-assignment",
                    "@jupyter/nbgrader:menu")
+# JupyterLab's news and update check: its first toast asks "Would you like to get notified about official
+# Jupyter news?"; disabled (not locked: a student may turn it back on in the Plugin Manager)
+QUIET_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
 
 
 def default_workspace() -> Path:
@@ -318,12 +326,13 @@ def write_lab_config(workspace: Path | None = None, jupyter: str | None = None) 
     (config / "jupyter_server_config.json").write_text(json.dumps(server, indent=2) + "\n")
     page = config / "labconfig" / "page_config.json"
     current = json.loads(page.read_text()) if page.is_file() else {}
-    if not all(current.get(key, {}).get(p) for key in ("disabledExtensions", "lockedExtensions")
-               for p in INSTRUCTOR_PLUGINS):
-        jupyter = jupyter or str(Path(sys.executable).with_name("jupyter"))
-        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config))  # --level=user is this folder
-        for action in ("disable", "lock"):
-            subprocess.run([jupyter, "labextension", action, "--level=user", *INSTRUCTOR_PLUGINS], env=env,
+    wanted = {"disable": INSTRUCTOR_PLUGINS + QUIET_PLUGINS, "lock": INSTRUCTOR_PLUGINS}
+    key = {"disable": "disabledExtensions", "lock": "lockedExtensions"}
+    jupyter = jupyter or str(Path(sys.executable).with_name("jupyter"))
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config))  # --level=user is this folder
+    for action, plugins in wanted.items():
+        if not all(current.get(key[action], {}).get(p) for p in plugins):
+            subprocess.run([jupyter, "labextension", action, "--level=user", *plugins], env=env,
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return config
 

@@ -3,6 +3,7 @@ a notebook opened and its first cells run in headless Chromium (driven over the 
 
 Checks: the workspace is created and JupyterLab serves it; nbgrader's instructor tools are absent
 (no Create Assignment, Formgrader or Course List) while Validate and the Assignment List are there;
+no prompt about Jupyter news (the announcements plugin is off);
 opening the notebook does not modify it; the first cells run with no error and nothing on stderr
 (no "Loading weights" bar); the stub's error names the exercise, a training cell that needs it says
 so in one line; no error dialog; the server log has no warning.
@@ -118,6 +119,9 @@ def test_student_opens_a_notebook_and_runs_its_first_cells(chromium, student_lab
         assert page.wait_for("[...document.querySelectorAll('.jp-Toolbar-item')].some(e => e.innerText.trim() === 'Validate')", 10)
         assert not page.evaluate("document.body.innerText.includes('Create Assignment')")
         assert nbgrader_menu_items(page) == ["Assignment List"]
+        # no "Would you like to get notified about official Jupyter news?": the announcements plugin is off
+        assert not page.evaluate("jupyterapp.isPluginActivated('@jupyterlab/apputils-extension:announcements')")
+        assert not page.evaluate("document.body.innerText.includes('official Jupyter news')")
 
         # opening the notebook (kernel started, kernelspec and language_info set) did not modify it
         assert page.evaluate(f"{PANEL}.context.model.dirty") is False

@@ -168,6 +168,28 @@ def test_lab_config_switches_off_the_instructor_tools_only(tmp_path, release):
     assert set(json.loads(out)) >= set(W.INSTRUCTOR_PLUGINS)
 
 
+def test_lab_config_turns_off_the_jupyter_news_prompt(tmp_path, release):
+    """Student mode greets nobody with "Would you like to get notified about official Jupyter news?": the
+    announcements plugin (news and update check) is disabled in the workspace's page_config.json, also in a
+    workspace whose configuration an earlier version wrote (instructor tools already off, news still on)."""
+    plugin = "@jupyterlab/apputils-extension:announcements"
+    assert plugin in W.QUIET_PLUGINS
+    ws = W.prepare_lab(tmp_path / "ws", release)
+    page_file = ws / ".jupyter" / "labconfig" / "page_config.json"
+    page = json.loads(page_file.read_text())
+    assert page["disabledExtensions"].get(plugin) and not page.get("lockedExtensions", {}).get(plugin)
+
+    del page["disabledExtensions"][plugin]  # as an earlier version left it
+    page_file.write_text(json.dumps(page))
+    W.prepare_lab(ws, release)
+    assert json.loads(page_file.read_text())["disabledExtensions"].get(plugin)
+    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(ws / ".jupyter"))  # what JupyterLab reads, as course.sh lab sets it
+    code = ("from jupyterlab_server.config import get_page_config\n"
+            "import json; print(json.dumps(get_page_config([])['disabledExtensions']))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert plugin in json.loads(out)
+
+
 def test_course_sh_update_creates_and_updates_a_workspace(tmp_path):
     ws = tmp_path / "ws"
     env = dict(os.environ, RLCOURSE_WORKSPACE=str(ws))
