@@ -39,6 +39,13 @@ class Grading:
 
         code = self.job["hidden"][grade_id][index]
         quiet = getattr(checks, "hidden_checks", None)
+        self.student.hidden = True
+        try:
+            self._run_hidden(code, quiet)
+        finally:
+            self.student.end_hidden()
+
+    def _run_hidden(self, code: str, quiet) -> None:
         try:
             if quiet is not None:
                 with quiet():
@@ -53,8 +60,9 @@ class Grading:
             raise HiddenTestFailed(f"A hidden test failed: {message}") from None
         except remote.StudentTimeout as exc:
             raise HiddenTestFailed(f"A hidden test failed: {exc}") from None
-        except remote.StudentCrashed as exc:
-            raise HiddenTestFailed(f"A hidden test failed: {exc}") from None
+        except remote.StudentCrashed:  # its exit status is the student's choice: not shown
+            raise HiddenTestFailed("A hidden test failed: your code stopped the Python process that runs it "
+                                   "on one of the hidden inputs.") from None
         except Exception as exc:  # noqa: BLE001 - the message may carry hidden values: name the type only
             kind = getattr(exc, "student_type", None)
             if kind is not None and kind not in remote.PLAIN_EXCEPTIONS:  # a class name can carry the inputs

@@ -12,6 +12,9 @@ they would in the student's notebook, and every gradient is one the student's co
 A call that runs past its time limit, a student process that dies, or one that breaks the
 protocol, raises in the test cell (the test fails, the exercise loses those points), is written to
 the job's event log for the grader's report, and the process is started again for the next call.
+
+A process that has been given a hidden test's inputs never runs a visible test: it is replaced right after
+the hidden block (``end_hidden``), so nothing it kept can reach a message the student sees.
 """
 from __future__ import annotations
 
@@ -114,9 +117,13 @@ class StudentProcess:
         self.ids = itertools.count()
         self.current = None  # exercise being called (for the event log)
         self.starts = 0
+        self.hidden = False  # a hidden test is running: what it causes is reported without detail
+        self.tainted = False  # this process has seen a hidden input: it never runs a visible test
 
     # --------------------------------------------------------------------------- events
     def event(self, kind: str, detail: str, exercise: str | None = None) -> None:
+        if self.hidden:  # the student's process chooses the details (an exit status, a forged reply): not shown
+            detail = f"{(exercise or self.current or 'the student')}: {kind.replace('_', ' ')} during a hidden test"
         if self.events is not None:
             with open(self.events, "a") as fh:
                 fh.write(json.dumps({"kind": kind, "exercise": exercise or self.current, "detail": detail[:300]}) + "\n")
@@ -126,6 +133,7 @@ class StudentProcess:
         """Start the process and send it the cells (does not wait for them to run)."""
         self.stop()
         self.starts += 1
+        self.tainted = False
         argv, env = sandbox.command(Path(self.job["sandbox_root"]), self.job.get("scratch_mb", 256),
                                     self.job.get("threads", 1), self.job.get("no_sandbox", False),
                                     self.job.get("uid", sandbox.NOBODY))
@@ -160,6 +168,8 @@ class StudentProcess:
                     pass
             self.proc = None
             self.cgroup.remove()
+            if self.job.get("no_sandbox"):  # the sandbox's scratch vanishes with it; without it, this stands in
+                sandbox.clear_user_files(int(self.job.get("uid", sandbox.NOBODY)))
 
     def wait_loaded(self) -> dict:
         """Wait until the student's cells have run; a cell that hangs is skipped (the process restarts)."""
@@ -325,8 +335,22 @@ class StudentProcess:
             self.start()
         return RemoteFunction(self, name, bool(self.wait_loaded()["names"].get(name)))
 
+    def end_hidden(self) -> None:
+        """After a hidden block: a process that saw its inputs is replaced now (it loads while the notebook goes
+        on), so that nothing it kept (globals, files in its scratch) can reach a visible test's message."""
+        self.hidden = False
+        if self.tainted:
+            self.start()
+
+    def _taint(self) -> None:
+        if self.hidden:
+            self.tainted = True
+        elif self.tainted:
+            self.start()
+
     def call(self, name: str, args: tuple, kwargs: dict):
         self.current = name
+        self._taint()
         args = list(args)
         inputs = P.leaves([args, kwargs], P.needs_grad)
         try:
@@ -362,6 +386,7 @@ class StudentProcess:
         return _replace(result, {id(t): j for t, j in zip(outputs, joined)})
 
     def backward(self, call_id: int, grad_outputs: list, input_meta: list) -> list:
+        self._taint()
         grads = [g if g is not None else None for g in grad_outputs]
         reply = self._request({"op": "backward", "call_id": call_id, "grads": P.encode(grads)},
                               self.job.get("call_seconds", 60))

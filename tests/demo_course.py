@@ -23,6 +23,19 @@ SEQ_OK = "def sequence_log_prob(token_logps, mask):\n    return (token_logps * m
 SFT_PARTIAL = ("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
                "    return (-(token_logps * m).sum(-1) / m.sum(-1)).mean()\n")
 
+REPLAY_SFT = (  # records every input it is given, in a module global and in a file under /tmp
+    "import json, os\nRECORD = []\n"
+    "def sft_loss(token_logps, mask):\n"
+    "    RECORD.append([token_logps.tolist(), mask.tolist()])\n"
+    "    with open('/tmp/replay.jsonl', 'a') as fh:\n"
+    "        fh.write(json.dumps(RECORD[-1]) + '\\n')\n"
+    "    m = mask.to(token_logps.dtype)\n"
+    "    return -(token_logps * m).sum() / m.sum()\n")
+REPLAY_SEQ = (  # ... and raises what was recorded in its visible test, which runs after sft_loss's hidden one
+    "def sequence_log_prob(token_logps, mask):\n"
+    "    saved = open('/tmp/replay.jsonl').read() if os.path.exists('/tmp/replay.jsonl') else ''\n"
+    "    raise ValueError('REPLAY ' + str(RECORD) + ' FILE ' + saved.replace(chr(10), ' '))\n")
+
 
 def release_nb():
     return nbformat.read(str(RELEASE), as_version=4)

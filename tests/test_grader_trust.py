@@ -33,7 +33,7 @@ import torch
 from autograder import notebooks as nbs
 from autograder import remote, sandbox
 from autograder.grade import grade
-from demo_course import COURSE, SEQ_OK, SFT_OK, SOURCE, gradebook_scores, with_answers
+from demo_course import COURSE, REPLAY_SEQ, REPLAY_SFT, SEQ_OK, SFT_OK, SOURCE, gradebook_scores, with_answers
 
 REPO = Path(__file__).resolve().parent.parent
 SITE = Path(sysconfig.get_paths()["purelib"])
@@ -846,6 +846,28 @@ def test_student_strings_are_escaped(batch):
         assert raw not in page, raw
     text = page_text(page)
     assert "<script>alert(1)</script>" in text  # the comment is shown, escaped
+
+
+def test_hidden_inputs_recorded_then_raised_never_reach_the_feedback(tmp_path):
+    """Issue 26: the student's process kept its state across tests, so a function could record its hidden test's
+    inputs and another raise them in its visible test, printed in full in the feedback and results.json. The
+    process that runs a visible test has never seen a hidden input (it is started afresh after a hidden block)."""
+    import csv
+
+    from autograder import one
+
+    sub = tmp_path / "demo.ipynb"
+    sub.write_text(nbformat.writes(student_nb(sft=REPLAY_SFT, seq=REPLAY_SEQ)))
+    result = one.grade_one(sub, tmp_path / "out", COURSE, call_seconds=10)
+    (nb,) = result["notebooks"]
+    assert nb["points"] == {"sft_loss": 3.0, "sequence_log_prob": 0.0}, nb
+    shown = {"results.json": json.dumps(result), "gradescope results.json": json.dumps(one.gradescope(result)),
+             "feedback": page_text(Path(nb["feedback"]).read_text()),
+             "grades.csv": json.dumps(list(csv.reader(open(tmp_path / "out" / "grades.csv"))))}
+    for where, text in shown.items():
+        leaked = [v for v in HIDDEN_VALUES if v in text]
+        assert not leaked, (where, leaked, text[text.find("REPLAY"):][:600])
+    assert "REPLAY [] FILE" in shown["feedback"]  # the visible test ran in a process that saw no test before it
 
 
 def test_batch_runtime_is_recorded(batch):

@@ -25,7 +25,7 @@ import pytest
 
 from autograder import remote, sandbox
 from autograder.grade import grade
-from demo_course import COURSE, SEQ_OK, SFT_OK, notebook
+from demo_course import COURSE, REPLAY_SEQ, REPLAY_SFT, SEQ_OK, SFT_OK, notebook
 
 REPO = Path(__file__).resolve().parent.parent
 HIDDEN_VALUES = ["7.0 / 3", "2.33333", "[-6.0, -0.5]", "[[-1.0, -1.0], [-4.0, -2.0]]", "BEGIN HIDDEN TESTS"]
@@ -148,46 +148,67 @@ def _answer_key(name):
     return notebook({"sft_loss": sft, "sequence_log_prob": seq})
 
 
-@as_root
-def test_unsandboxed_student_reads_nothing_of_the_grader(python_for_all):
+@pytest.fixture
+def gradescope_tree():
+    """A Gradescope /autograder tree of the fixture course, in a folder every user can pass through."""
     base = _open_dir("rlgs-")
-    try:
-        zpath = base / "autograder.zip"
-        subprocess.run([sys.executable, str(REPO / "scripts" / "gradescope.py"), "demo", "--out", str(zpath),
-                        "--course-root", str(COURSE)], check=True, capture_output=True)
-        root = base / "autograder"
-        with zipfile.ZipFile(zpath) as zf:
-            zf.extractall(root / "source")
-        zpath.unlink()  # it holds the hidden tests too: Gradescope's container has only the unpacked tree
-        shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
-        course, grading = root / "source" / "course", root / "grading"
-        ws = grading / ".grading" / "tmp" / f"ws-{hashlib.sha256(b'student/demo/demo').hexdigest()[:16]}"
-        targets = [course / "rlcourse" / "reference.py", course / "solutions" / "demo" / "demo.ipynb",
-                   course / "solutions", ws / "student.json", ws / "job.json", ws / "gradebook.db", ws,
-                   ws / "submitted" / "student" / "demo" / "demo.ipynb", grading / "gradebook.db",
-                   grading / ".grading" / "tmp", grading, root / "results", root / "grading.log"]
-        (root / "submission").mkdir()
-        (root / "submission" / "demo.ipynb").write_text(probe_notebook([str(t) for t in targets]))
-        env = {"GRADESCOPE_ROOT": str(root), "RLCOURSE_PYTHON": str(python_for_all), "RLCOURSE_NO_SANDBOX": "1",
-               "PATH": "/usr/bin:/bin"}
-        proc = subprocess.run(["bash", str(root / "run_autograder")], env=env, capture_output=True, text=True,
-                              timeout=600)
-        log = (root / "grading.log").read_text()
-        assert proc.returncode == 0 and (root / "results" / "results.json").exists(), (proc.stdout, log[-3000:])
-        results = (root / "results" / "results.json").read_text()
-        res = json.loads(results)
-        assert res["score"] == 0, results  # nothing from the answer key
-        message = next(t["output"] for t in res["tests"] if t["name"] == "demo: sft_loss")
-        assert "PROBE uid=" in message and "found=[]" in message, message
-        uid = int(message.split("PROBE uid=")[1].split()[0])
-        assert uid != 0 and int(message.split("tried=")[1].split()[0]) >= len(targets)
-        assert "unsandboxed" in res["output"]
-        feedback = next(grading.glob("feedback/*/*/*.html")).read_text()
-        grades = (grading / "grades.csv").read_text()
-        for text in (results, feedback, grades):
-            assert not [v for v in HIDDEN_VALUES if v in text]
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    zpath = base / "autograder.zip"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "gradescope.py"), "demo", "--out", str(zpath),
+                    "--course-root", str(COURSE)], check=True, capture_output=True)
+    root = base / "autograder"
+    with zipfile.ZipFile(zpath) as zf:
+        zf.extractall(root / "source")
+    zpath.unlink()  # it holds the hidden tests too: Gradescope's container has only the unpacked tree
+    shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
+    (root / "submission").mkdir()
+    yield root
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def run_unsandboxed(root: Path, python: Path, text: str) -> dict:
+    """run_autograder as where the container allows no sandbox; what the student is shown (results.json, the
+    feedback page) and grades.csv, each checked for hidden test values."""
+    (root / "submission" / "demo.ipynb").write_text(text)
+    env = {"GRADESCOPE_ROOT": str(root), "RLCOURSE_PYTHON": str(python), "RLCOURSE_NO_SANDBOX": "1",
+           "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(["bash", str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=600)
+    log = (root / "grading.log").read_text()
+    assert proc.returncode == 0 and (root / "results" / "results.json").exists(), (proc.stdout, log[-3000:])
+    shown = {"results.json": (root / "results" / "results.json").read_text(),
+             "feedback": next((root / "grading").glob("feedback/*/*/*.html")).read_text(),
+             "grades.csv": (root / "grading" / "grades.csv").read_text()}
+    for where, text in shown.items():
+        assert not [v for v in HIDDEN_VALUES if v in text], (where, text[-3000:])
+    return shown
+
+
+@as_root
+def test_unsandboxed_student_reads_nothing_of_the_grader(python_for_all, gradescope_tree):
+    root = gradescope_tree
+    course, grading = root / "source" / "course", root / "grading"
+    ws = grading / ".grading" / "tmp" / f"ws-{hashlib.sha256(b'student/demo/demo').hexdigest()[:16]}"
+    targets = [course / "rlcourse" / "reference.py", course / "solutions" / "demo" / "demo.ipynb",
+               course / "solutions", ws / "student.json", ws / "job.json", ws / "gradebook.db", ws,
+               ws / "submitted" / "student" / "demo" / "demo.ipynb", grading / "gradebook.db",
+               grading / ".grading" / "tmp", grading, root / "results", root / "grading.log"]
+    shown = run_unsandboxed(root, python_for_all, probe_notebook([str(t) for t in targets]))
+    res = json.loads(shown["results.json"])
+    assert res["score"] == 0, res  # nothing from the answer key
+    message = next(t["output"] for t in res["tests"] if t["name"] == "demo: sft_loss")
+    assert "PROBE uid=" in message and "found=[]" in message, message
+    uid = int(message.split("PROBE uid=")[1].split()[0])
+    assert uid != 0 and int(message.split("tried=")[1].split()[0]) >= len(targets)
+    assert "unsandboxed" in res["output"]
+
+
+@as_root
+def test_unsandboxed_hidden_inputs_recorded_then_raised_stay_hidden(python_for_all, gradescope_tree):
+    """A function records its hidden test's inputs (a global, a file under /tmp), another raises them in its visible
+    test: the process that runs the visible test is a fresh one, and what the earlier one left in /tmp is gone."""
+    shown = run_unsandboxed(gradescope_tree, python_for_all,
+                            notebook({"sft_loss": REPLAY_SFT, "sequence_log_prob": REPLAY_SEQ}))
+    res = json.loads(shown["results.json"])
+    assert res["score"] == 3.0 and "REPLAY [] FILE" in shown["results.json"], res
 
 
 @pytest.fixture
