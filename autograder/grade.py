@@ -1068,6 +1068,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-cache", action="store_true",
                    help="run every submission even when its code equals another's (benchmarks)")
     a = p.parse_args(argv)
+    if a.no_sandbox:  # nothing this command writes is readable by the student's user
+        os.umask(0o077)
     grade(a.submissions, a.out, a.course_root, a.db, a.workers, a.timeout, a.cell_timeout, a.memory_gb, a.keep,
           a.quiet, cache=not a.no_cache, no_sandbox=a.no_sandbox, nbgrader_dir=a.nbgrader_dir,
           call_seconds=a.call_timeout, cpu_seconds=a.cpu_seconds, fresh=a.fresh)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -125,6 +126,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--call-timeout", type=float, default=60)
     a = p.parse_args(argv)
+    if a.no_sandbox:  # nothing this command writes is readable by the student's user
+        os.umask(0o077)
     out = a.out or a.results.resolve().parent / "grading"
     result = grade_one(a.submission, out, a.course_root.resolve(), a.student, a.no_sandbox, a.workers, a.call_timeout)
     a.results.parent.mkdir(parents=True, exist_ok=True)

@@ -179,6 +179,9 @@ def run_unsandboxed(root: Path, python: Path, text: str) -> dict:
              "grades.csv": (root / "grading" / "grades.csv").read_text()}
     for where, text in shown.items():
         assert not [v for v in HIDDEN_VALUES if v in text], (where, text[-3000:])
+    written = [root / "results" / "results.json", root / "grading.log", root / "grading" / "grades.csv",
+               *(root / "grading").glob("feedback/*/*/*.html")]
+    assert not [p for p in written if p.stat().st_mode & 0o077], "umask 077: nothing for other users"
     return shown
 
 

@@ -15,5 +15,5 @@ python3 -m venv /autograder/venv
 # to run this Python (the course itself is made unreadable to it by run_autograder)
 chmod a+rx /autograder
 chmod -R a+rX /autograder/venv
-setpriv --reuid=65534 --regid=65534 --clear-groups /autograder/venv/bin/python -c "import torch, IPython" \
+HOME=/tmp setpriv --reuid=65534 --regid=65534 --clear-groups /autograder/venv/bin/python -c "import torch, IPython" \
   || { echo "setup.sh: an unprivileged user cannot run /autograder/venv/bin/python" >&2; exit 1; }
