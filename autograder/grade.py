@@ -888,7 +888,10 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     _CACHE_LOCKS.clear()
     try:
         opts.template_db = prepare_gradebooks(course_root, course, db_url, state, tmp)
-        area = opts.area = sandbox.student_area() if no_sandbox else tmp  # what the student's user may reach
+        try:
+            area = opts.area = sandbox.student_area() if no_sandbox else tmp  # what the student's user may reach
+        except RuntimeError as exc:
+            raise SystemExit(f"cannot grade with --no-sandbox: {exc}") from None
         opts.sandbox_root = sandbox.prepare_root(area / ("grader" if no_sandbox else "sandbox"))
         items, skipped = collect(submissions, course, tmp)
         _write_not_graded(out, skipped)

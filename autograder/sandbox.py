@@ -170,6 +170,10 @@ def student_area() -> Path:
 
     area = Path(tempfile.mkdtemp(prefix="rlgrade-student-"))
     area.chmod(0o711)
+    if not open_to_others(area):
+        shutil.rmtree(area)
+        raise RuntimeError(f"the student's user cannot reach {area.parent} (the temporary folder): set TMPDIR to a "
+                           "folder every user can pass through, such as /tmp")
     return area
 
 

@@ -265,6 +265,18 @@ def test_no_sandbox_runs_the_student_as_another_uid_where_python_is_readable(mon
         shutil.rmtree(readable, ignore_errors=True)
 
 
+@as_root
+def test_a_temporary_folder_the_student_cannot_reach_is_refused(tmp_path, monkeypatch):
+    """The student-safe copy lives in the temporary folder: where the student's user cannot reach it (a private
+    TMPDIR), grading stops up front with how to fix it, instead of failing on every notebook."""
+    private = tmp_path / "tmp"
+    private.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    with pytest.raises(RuntimeError, match="set TMPDIR to a folder every user can pass through"):
+        sandbox.student_area()
+    assert list(private.iterdir()) == []
+
+
 def test_gradescope_setup_installs_python_every_user_can_run():
     """The fallback runs the student's code as an unprivileged user: setup.sh makes the venv from the system's
     python3, opens it to every user and checks that such a user can run it."""
