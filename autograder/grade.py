@@ -38,6 +38,7 @@ from rlcourse import layout
 
 from . import notebooks as nbs
 from . import sandbox
+from .errors import GradingError
 
 REPO = Path(__file__).resolve().parent.parent
 GRADER_VERSION = "4"  # part of every result's key: results of another grader version are not reused
@@ -195,7 +196,7 @@ def _extract_zip(zip_path: Path, dest: Path) -> tuple[Path, list[tuple[str, str]
     try:
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise SystemExit(f"{zip_path}: not a readable zip file ({exc})") from None
+        raise GradingError(f"{zip_path}: not a readable zip file ({exc})") from None
     with zf:
         for info in zf.infolist():
             name = info.filename
@@ -847,17 +848,17 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     submissions, out, course_root = Path(submissions).resolve(), Path(out).resolve(), Path(course_root).resolve()
     layout.interpreter_on_path()  # nbgrader's Gradebook runs `alembic` when it creates a database
     if not submissions.exists():
-        raise SystemExit(f"{submissions}: no such file or folder")
+        raise GradingError(f"{submissions}: no such file or folder")
     if not no_sandbox:
         try:
             sandbox.check_available()
         except RuntimeError as exc:
-            raise SystemExit(f"cannot grade: {exc}") from None
+            raise GradingError(f"cannot grade: {exc}") from None
     elif sandbox.unprivileged_problem():  # as root the student's code never runs as root
-        raise SystemExit(f"cannot grade with --no-sandbox: {sandbox.unprivileged_problem()}")
+        raise GradingError(f"cannot grade with --no-sandbox: {sandbox.unprivileged_problem()}")
     course = nbs.load_course(course_root)
     if not course:
-        raise SystemExit(f"no source notebooks under {course_root / 'solutions'}")
+        raise GradingError(f"no source notebooks under {course_root / 'solutions'}")
     sources = {(a, s.name): s for a, srcs in course.items() for s in srcs}
     digests = {k: hashlib.sha256(s.path.read_bytes()).hexdigest() for k, s in sources.items()}
     nbgrader_dir = Path(nbgrader_dir).resolve() if nbgrader_dir else course_root
@@ -891,7 +892,7 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
         try:
             area = opts.area = sandbox.student_area() if no_sandbox else tmp  # what the student's user may reach
         except RuntimeError as exc:
-            raise SystemExit(f"cannot grade with --no-sandbox: {exc}") from None
+            raise GradingError(f"cannot grade with --no-sandbox: {exc}") from None
         opts.sandbox_root = sandbox.prepare_root(area / ("grader" if no_sandbox else "sandbox"))
         items, skipped = collect(submissions, course, tmp)
         _write_not_graded(out, skipped)
@@ -985,7 +986,7 @@ def check_private(paths: list) -> None:
         return
     for what, path in paths:
         if path is not None and sandbox.open_to_others(Path(path)):
-            raise SystemExit(f"cannot grade with --no-sandbox: {what}, {path}, can be read by other users, so the "
+            raise GradingError(f"cannot grade with --no-sandbox: {what}, {path}, can be read by other users, so the "
                              f"student's code could read it; make it private (chmod -R go-rwx {path}) or grade "
                              "in the sandbox")
 
@@ -1073,9 +1074,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.no_sandbox:  # nothing this command writes is readable by the student's user
         os.umask(0o077)
-    grade(a.submissions, a.out, a.course_root, a.db, a.workers, a.timeout, a.cell_timeout, a.memory_gb, a.keep,
-          a.quiet, cache=not a.no_cache, no_sandbox=a.no_sandbox, nbgrader_dir=a.nbgrader_dir,
-          call_seconds=a.call_timeout, cpu_seconds=a.cpu_seconds, fresh=a.fresh)
+    try:
+        grade(a.submissions, a.out, a.course_root, a.db, a.workers, a.timeout, a.cell_timeout, a.memory_gb, a.keep,
+              a.quiet, cache=not a.no_cache, no_sandbox=a.no_sandbox, nbgrader_dir=a.nbgrader_dir,
+              call_seconds=a.call_timeout, cpu_seconds=a.cpu_seconds, fresh=a.fresh)
+    except GradingError as exc:
+        raise SystemExit(str(exc)) from None   # the message on stderr, exit status 1
     return 0
 
 

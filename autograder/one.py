@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 from . import notebooks as nbs
+from .errors import GradingError
 from .grade import GRADER_ERROR, GRADER_ERROR_NOTE, REPO, grade, status_of
 
 
@@ -54,7 +55,7 @@ def grade_one(submission: Path, out: Path, course_root: Path = REPO, student: st
               no_sandbox: bool = False, workers: int = 2, call_seconds: float = 60) -> dict:
     submission, out = Path(submission).resolve(), Path(out).resolve()
     if not submission.exists():
-        raise SystemExit(f"{submission}: no such file or folder")
+        raise GradingError(f"{submission}: no such file or folder")
     with tempfile.TemporaryDirectory(prefix="rlgrade-one-") as tmp:
         folder = Path(tmp) / "class" / student
         folder.mkdir(parents=True)
@@ -129,7 +130,11 @@ def main(argv=None) -> int:
     if a.no_sandbox:  # nothing this command writes is readable by the student's user
         os.umask(0o077)
     out = a.out or a.results.resolve().parent / "grading"
-    result = grade_one(a.submission, out, a.course_root.resolve(), a.student, a.no_sandbox, a.workers, a.call_timeout)
+    try:
+        result = grade_one(a.submission, out, a.course_root.resolve(), a.student, a.no_sandbox, a.workers,
+                           a.call_timeout)
+    except GradingError as exc:
+        raise SystemExit(str(exc)) from None   # the message on stderr, exit status 1
     a.results.parent.mkdir(parents=True, exist_ok=True)
     failed = grader_failed(result)
     if failed and a.gradescope:  # no results.json: Gradescope shows the run as failed, with no score

@@ -16,6 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from autograder.errors import GradingError  # noqa: E402
 from rlcourse.layout import assignment_ids  # noqa: E402
 SHARED = ("autograder", "rlcourse", "data", "pyproject.toml", "README.md", "nbgrader_config.py",
           "scripts/constraints.txt")
@@ -30,7 +31,7 @@ def tracked(root: Path) -> list[str]:
 def build(assignment: str, dest: Path, course_root: Path = REPO) -> Path:
     if assignment not in assignment_ids(course_root):
         known = ", ".join(assignment_ids(course_root))
-        raise SystemExit(f"no assignment {assignment!r} in {course_root / 'solutions'} (there are: {known})")
+        raise GradingError(f"no assignment {assignment!r} in {course_root / 'solutions'} (there are: {known})")
     files = [f for f in tracked(REPO) if f.split("/")[0] in SHARED or f in SHARED]
     files = [f for f in files if not f.startswith(("autograder/gradescope/",)) and (REPO / f).is_file()]
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="the zip (default: gradescope-ASSIGNMENT.zip)")
     p.add_argument("--course-root", type=Path, default=REPO)
     a = p.parse_args(argv)
-    dest = build(a.assignment, (a.out or Path(f"gradescope-{a.assignment}.zip")).resolve(), a.course_root.resolve())
+    try:
+        dest = build(a.assignment, (a.out or Path(f"gradescope-{a.assignment}.zip")).resolve(), a.course_root.resolve())
+    except GradingError as exc:
+        raise SystemExit(str(exc)) from None
     print(f"wrote {dest}: upload it as the assignment's autograder on Gradescope (instructors only)")
     return 0
 

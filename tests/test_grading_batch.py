@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.errors import GradingError
 from autograder.grade import grade
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -574,7 +575,7 @@ def test_without_the_sandbox_tool_the_grader_refuses_and_says_how_to_install_it(
     from autograder import sandbox
 
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(GradingError) as exc:
         grade(_class(tmp_path / "class", 1), tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True)
     message = str(exc.value)
     assert "bubblewrap" in message and "apt-get install bubblewrap" in message and "--no-sandbox" in message
@@ -589,7 +590,7 @@ def test_no_sandbox_as_root_refuses_a_course_other_users_can_read(tmp_path, monk
     if os.geteuid() != 0 or not sandbox.open_to_others(COURSE):
         pytest.skip("only as root, with this checkout readable by other users")
     monkeypatch.setattr(sandbox, "unprivileged_problem", lambda: None)  # as if this Python were readable by all
-    with pytest.raises(SystemExit, match="can be read by other users.*chmod -R go-rwx"):
+    with pytest.raises(GradingError, match="can be read by other users.*chmod -R go-rwx"):
         grade(_class(tmp_path / "class", 1), tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True,
               nbgrader_dir=tmp_path / "nb", no_sandbox=True)
     assert not (tmp_path / "out" / "grades.csv").exists()
@@ -603,3 +604,29 @@ def test_no_sandbox_grades_the_same_and_every_row_says_so(tmp_path):
     assert {r["student"]: (r["total"], r["status"]) for r in rows} == {"s0": ("3", "unsandboxed"),
                                                                        "s1": ("5", "unsandboxed")}
     assert all("without isolation" in r["notes"] for r in rows)
+
+
+def test_a_run_the_grader_refuses_is_an_exception_and_the_command_line_exits_with_its_message(tmp_path, capsys):
+    """Library code raises GradingError (catchable by autograder.one and the benchmarks); only the command lines turn
+    it into a message on stderr and exit status 1."""
+    from autograder import grade as grade_module
+    from autograder import one
+
+    missing = tmp_path / "no-such-class"
+    with pytest.raises(GradingError, match="no such file or folder"):
+        grade(missing, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True)
+    with pytest.raises(GradingError, match="no such file or folder"):
+        one.grade_one(missing, tmp_path / "one")
+    for main, argv in [(grade_module.main, [str(missing), "--out", str(tmp_path / "out")]),
+                       (one.main, [str(missing), "--results", str(tmp_path / "r.json")])]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert str(exc.value) == f"{missing}: no such file or folder"
+    import gradescope
+
+    with pytest.raises(GradingError, match="no assignment '99_none'"):
+        gradescope.build("99_none", tmp_path / "g.zip", COURSE)
+    corrupt = tmp_path / "class.zip"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(GradingError, match="not a readable zip file"):
+        grade_module._extract_zip(corrupt, tmp_path / "unzipped")

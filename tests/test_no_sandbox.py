@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from autograder import remote, sandbox
+from autograder.errors import GradingError
 from autograder.grade import grade
 from demo_course import COURSE, REPLAY_SEQ, REPLAY_SFT, SEQ_OK, SFT_OK, notebook
 
@@ -242,7 +243,7 @@ def test_no_sandbox_never_runs_the_student_as_root(tmp_path, unreachable_python)
     sub = tmp_path / "class" / "s0"
     sub.mkdir(parents=True, mode=0o700)
     (sub / "demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
-    with pytest.raises(SystemExit, match="cannot grade with --no-sandbox: .*every user can read it"):
+    with pytest.raises(GradingError, match="cannot grade with --no-sandbox: .*every user can read it"):
         grade(sub.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True, no_sandbox=True,
               nbgrader_dir=tmp_path / "nb")
     assert not (tmp_path / "out").exists()
