@@ -37,7 +37,7 @@ from pathlib import Path
 from rlcourse import layout
 
 from . import notebooks as nbs
-from . import sandbox
+from . import limits, sandbox
 from .errors import GradingError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +53,6 @@ GRADER_ATTEMPTS = 3
 GRADER_ERROR = "grader_error"
 GRADER_ERROR_NOTE = "the grader failed on this notebook; it will be regraded: no points were taken"
 STUDENT_EVENTS = {"timeout", "cell_timeout", "crashed", "memory", "protocol", "load_error"}  # what the student's process did
-DEFAULT_WORKERS = min(2 * (os.cpu_count() or 1), 8)
 SANDBOX_UID_BASE = 61000  # unprivileged uids, not in /etc/passwd: one per parallel worker
 IGNORED_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 
@@ -693,7 +692,7 @@ def _run_once(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts, nb, 
             # the student's cells must have run before the first test cell's time limit: answer cells always
             # run, the cells they added only within the load budget
             "cell_seconds": min(opts.call_seconds, load_seconds / 3), "load_seconds": load_seconds,
-            "scratch_mb": 256, "uid": worker.uid}))
+            "scratch_mb": limits.SCRATCH_MB, "uid": worker.uid}))
         if not worker.run(ws, opts.timeout):
             if not any(ev.get("kind") in STUDENT_EVENTS for ev in _events(ws)):  # nothing the student did
                 raise GraderFault(f"the notebook did not finish within {opts.timeout:g} s and the student's process "
@@ -839,10 +838,12 @@ def _hash_tree(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- the batch
-def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | None = None, workers: int = 2,
-          timeout: float = 900, cell_timeout: int | None = None, memory_gb: float = 4.0, keep: bool = False,
+def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | None = None,
+          workers: int = limits.WORKERS, timeout: float = limits.NOTEBOOK_SECONDS, cell_timeout: int | None = None,
+          memory_gb: float = limits.MEMORY_GB, keep: bool = False,
           quiet: bool = False, cache: bool = True, no_sandbox: bool = False, nbgrader_dir: Path | None = None,
-          call_seconds: float = 60, cpu_seconds: int = 600, fresh: bool = False) -> list[dict]:
+          call_seconds: float = limits.CALL_SECONDS, cpu_seconds: int = limits.CPU_SECONDS,
+          fresh: bool = False) -> list[dict]:
     from tqdm import tqdm
 
     submissions, out, course_root = Path(submissions).resolve(), Path(out).resolve(), Path(course_root).resolve()
@@ -1052,18 +1053,19 @@ def main(argv=None) -> int:
     p.add_argument("submissions", type=Path, help="folder or .zip of submissions")
     p.add_argument("--out", type=Path, default=Path("grading-output"), help="where grades.csv and feedback/ go")
     p.add_argument("--db", default=None, help="gradebook URL (default: sqlite:///<nbgrader-dir>/gradebook.db)")
-    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+    p.add_argument("--workers", type=int, default=limits.WORKERS,
                    help="notebooks graded at once (default: twice the cores, at most 8: much of a notebook's "
                         "time is spent waiting for processes to start)")
     p.add_argument("--course-root", type=Path, default=REPO, help="the course (its solutions/ and notebooks/)")
     p.add_argument("--nbgrader-dir", type=Path, default=None,
                    help="nbgrader course folder for autograded/ and the default gradebook (default: the course root)")
-    p.add_argument("--timeout", type=float, default=900, help="wall-clock seconds per notebook run")
+    p.add_argument("--timeout", type=float, default=limits.NOTEBOOK_SECONDS, help="wall-clock seconds per notebook run")
     p.add_argument("--cell-timeout", type=int, default=None,
                    help="seconds per test cell (default: Execute.timeout in autograder/nbgrader_config.py)")
-    p.add_argument("--call-timeout", type=float, default=60, help="seconds per call of a student's function")
-    p.add_argument("--memory-gb", type=float, default=4.0, help="address-space limit of the student's process")
-    p.add_argument("--cpu-seconds", type=int, default=600, help="CPU-time limit of the student's process")
+    p.add_argument("--call-timeout", type=float, default=limits.CALL_SECONDS,
+                   help="seconds per call of a student's function")
+    p.add_argument("--memory-gb", type=float, default=limits.MEMORY_GB, help="address-space limit of the student's process")
+    p.add_argument("--cpu-seconds", type=int, default=limits.CPU_SECONDS, help="CPU-time limit of the student's process")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run student code without the OS sandbox (every report says so)")
     p.add_argument("--fresh", action="store_true", help="grade everything again (ignore results of earlier runs)")

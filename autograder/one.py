@@ -30,6 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import limits
 from . import notebooks as nbs
 from .errors import GradingError
 from .grade import GRADER_ERROR, GRADER_ERROR_NOTE, REPO, grade, status_of
@@ -52,7 +53,7 @@ def failing_messages(autograded: str | None, src: nbs.SourceNotebook) -> dict[st
 
 
 def grade_one(submission: Path, out: Path, course_root: Path = REPO, student: str = "student",
-              no_sandbox: bool = False, workers: int = 2, call_seconds: float = 60) -> dict:
+              no_sandbox: bool = False, workers: int = limits.WORKERS, call_seconds: float = limits.CALL_SECONDS) -> dict:
     submission, out = Path(submission).resolve(), Path(out).resolve()
     if not submission.exists():
         raise GradingError(f"{submission}: no such file or folder")
@@ -124,8 +125,8 @@ def main(argv=None) -> int:
     p.add_argument("--student", default="student")
     p.add_argument("--gradescope", action="store_true", help="write Gradescope's results.json schema")
     p.add_argument("--no-sandbox", action="store_true", help="run the student's code without the OS sandbox")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--call-timeout", type=float, default=60)
+    p.add_argument("--workers", type=int, default=limits.WORKERS)
+    p.add_argument("--call-timeout", type=float, default=limits.CALL_SECONDS)
     a = p.parse_args(argv)
     if a.no_sandbox:  # nothing this command writes is readable by the student's user
         os.umask(0o077)

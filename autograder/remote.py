@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from . import limits
 from . import protocol as P
 from . import sandbox
 
@@ -134,23 +135,23 @@ class StudentProcess:
         self.stop()
         self.starts += 1
         self.tainted = False
-        argv, env = sandbox.command(Path(self.job["sandbox_root"]), self.job.get("scratch_mb", 256),
+        argv, env = sandbox.command(Path(self.job["sandbox_root"]), self.job.get("scratch_mb", limits.SCRATCH_MB),
                                     self.job.get("threads", 1), self.job.get("no_sandbox", False),
                                     self.job.get("uid", sandbox.NOBODY))
         log = os.fdopen(os.open(self.job["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         # without the sandbox the student's process works in its own empty HOME, never in the grader's workspace
         cwd = env["HOME"] if self.job.get("no_sandbox") else self.job.get("cwd") or "/"
-        memory_gb = self.job.get("memory_gb", 4.0)
-        self.cgroup = sandbox.Cgroup(f"rlcourse-{os.getpid()}-{self.starts}", int(memory_gb * 2**30), 128)
+        memory_gb = self.job.get("memory_gb", limits.MEMORY_GB)
+        self.cgroup = sandbox.Cgroup(f"rlcourse-{os.getpid()}-{self.starts}", int(memory_gb * 2**30), limits.PROCESSES)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                                     cwd=cwd, preexec_fn=sandbox.limiter(memory_gb, self.job.get("cpu_seconds", 600),
+                                     cwd=cwd, preexec_fn=sandbox.limiter(memory_gb, self.job.get("cpu_seconds", limits.CPU_SECONDS),
                                                                          cgroup=self.cgroup))
         log.close()
         for f in (self.proc.stdin, self.proc.stdout):
             os.set_blocking(f.fileno(), False)
         self._send({"op": "load", "prelude": self.job["prelude"], "cells": self.job["cells"],
-                    "names": self.job["names"], "cell_seconds": self.job.get("cell_seconds", 60),
-                    "load_seconds": self.job.get("load_seconds", 90), "skip": self.skip},
+                    "names": self.job["names"], "cell_seconds": self.job.get("cell_seconds", limits.CALL_SECONDS),
+                    "load_seconds": self.job.get("load_seconds", limits.LOAD_SECONDS), "skip": self.skip},
                    time.time() + 30)
         self.loaded = None
 
@@ -175,7 +176,7 @@ class StudentProcess:
         """Wait until the student's cells have run; a cell that hangs is skipped (the process restarts)."""
         if self.loaded is not None:
             return self.loaded
-        limit = self.job.get("cell_seconds", 60) + 10  # the server's own alarm stops a cell first
+        limit = self.job.get("cell_seconds", limits.CALL_SECONDS) + 10  # the server's own alarm stops a cell first
         ready = False
         current_cell = None
         while True:
@@ -358,7 +359,7 @@ class StudentProcess:
                        "kwargs": P.encode(dict(kwargs))}
         except P.Unencodable as exc:
             raise TypeError(f"the grader cannot send {exc} to `{name}`") from None
-        reply = self._request(message, self.job.get("call_seconds", 60))
+        reply = self._request(message, self.job.get("call_seconds", limits.CALL_SECONDS))
         if "error" in reply:
             self._raise(reply["error"])
         try:
@@ -389,7 +390,7 @@ class StudentProcess:
         self._taint()
         grads = [g if g is not None else None for g in grad_outputs]
         reply = self._request({"op": "backward", "call_id": call_id, "grads": P.encode(grads)},
-                              self.job.get("call_seconds", 60))
+                              self.job.get("call_seconds", limits.CALL_SECONDS))
         if "error" in reply:
             self._raise(reply["error"])
         try:

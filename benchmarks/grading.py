@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from autograder.grade import DEFAULT_WORKERS, REPO, grade  # noqa: E402
+from autograder.grade import REPO, grade  # noqa: E402
+from autograder.limits import WORKERS as DEFAULT_WORKERS  # noqa: E402
 from rlcourse.layout import assignment_ids, source_notebook  # noqa: E402
 
 
