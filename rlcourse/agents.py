@@ -181,7 +181,8 @@ def tool_batch(tokenizer, prompts: list[str], segments: list[list[tuple[str, str
 # ----------------------------------------------------------------------------- multi-turn rollouts
 @torch.no_grad()
 def tool_rollout(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, temperature: float = 1.0,
-                 num_samples: int = 1, use_tool: bool = True, max_calls: int = MAX_CALLS, return_scores: bool = False):
+                 num_samples: int = 1, use_tool: bool = True, max_calls: int = MAX_CALLS, return_scores: bool = False,
+                 forbidden: list[int] | None = None):
     """Sample completions with the calculator in the loop: ``(rollout, env_mask)``.
 
     Each row is generated token by token (with the key/value cache); when the policy closes a call
@@ -190,6 +191,8 @@ def tool_rollout(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
     tokens (policy's and environment's together). ``use_tool=False``: nobody answers, the policy
     writes every token (env_mask all 0). ``num_samples`` consecutive rows share a prompt. With
     ``return_scores`` also the sampler's log-probs ``(B, T)`` of the policy's tokens (0 elsewhere).
+    ``forbidden``: token ids the policy may never sample (their probability is set to 0 and the rest
+    renormalised), e.g. ``abstain_tokens`` for answers forced to commit.
     """
     device = next(model.parameters()).device
     prompts = [p for p in prompts for _ in range(num_samples)]
@@ -212,7 +215,10 @@ def tool_rollout(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
     for _ in range(max_new_tokens):
         if not any(alive):
             break
-        logp = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)
+        logits = out.logits[:, -1].float() / temperature
+        if forbidden:
+            logits[:, forbidden] = float("-inf")
+        logp = torch.log_softmax(logits, dim=-1)
         sampled = torch.multinomial(logp.exp(), 1).squeeze(1)
         sampled_logp = logp.gather(1, sampled.unsqueeze(1)).squeeze(1)
         sampled, sampled_logp = sampled.tolist(), sampled_logp.tolist()
@@ -262,6 +268,29 @@ def tool_rollout(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
     return rollout, env_mask
 
 
+def env_gradient_share(loss: torch.Tensor, token_logps: torch.Tensor, env_mask: torch.Tensor, model) -> float:
+    """The environment tokens' share of the gradient: |g_env| / (|g_env| + |g_policy|).
+
+    The loss depends on the parameters through the per-token log-probs, so its gradient splits exactly
+    into the part that flows through the environment's tokens (``env_mask`` 1) and the rest:
+    g = J^T (dL/dlogp * env) + J^T (dL/dlogp * (1 - env)). A loss that masks the environment's tokens
+    out has dL/dlogp = 0 there, and the share is exactly 0. The graph is kept for the step's backward.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    (d_logps,) = torch.autograd.grad(loss, token_logps, retain_graph=True)
+    env = env_mask.to(d_logps.dtype)
+
+    def norm(weights):
+        upstream = d_logps * weights
+        if not upstream.any():  # no gradient flows through these tokens
+            return 0.0
+        grads = torch.autograd.grad(token_logps, params, grad_outputs=upstream, retain_graph=True, allow_unused=True)
+        return torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)).item()
+
+    g_env, g_policy = norm(env), norm(1 - env)
+    return g_env / (g_env + g_policy) if g_env + g_policy > 0 else 0.0
+
+
 # ----------------------------------------------------------------------------- reading answers
 _STEP = re.compile(r"(-?\d+) ([-+*/]) (-?\d+) = (-?\d+)")
 
@@ -305,6 +334,30 @@ def answer_stats(completions: list[str], answers: list[int]) -> dict[str, float]
     }
 
 
+def invented_replies(completions: list[str]) -> dict[str, float]:
+    """For answers sampled with nobody answering (``use_tool=False``): how often the policy writes the
+    calculator's part itself. ``invented``: the share of calls ``=?`` directly followed by an integer the
+    policy wrote (a made-up reply); ``invented_wrong``: the share of those that are not the expression's
+    value (the calculator is never wrong); ``calls``: calls per answer."""
+    calls = invented = wrong = 0
+    for completion in completions:
+        start = 0  # where the current expression begins: after the last full stop or the last call
+        for call in re.finditer(re.escape(CALL), completion):
+            calls += 1
+            expression = completion[max(start, completion.rfind(".", 0, call.start()) + 1):call.start()]
+            start = call.end()
+            reply = re.match(r" ?(-?\d+)", completion[call.end():])
+            if reply is None:
+                continue
+            invented += 1
+            try:
+                wrong += calculate(expression) != int(reply.group(1))
+            except CalculatorError:
+                wrong += 1
+    return {"calls": calls / max(len(completions), 1), "invented": invented / max(calls, 1),
+            "invented_wrong": wrong / max(invented, 1)}
+
+
 def abstains(completion: str, phrase: str = ABSTAIN) -> bool:
     """Whether the completion's last line contains the abstain phrase."""
     lines = completion.strip().splitlines()
@@ -324,16 +377,29 @@ def evaluate_answers(model, tokenizer, problems: list[WordProblem], max_new_toke
     return answer_stats(texts, [p.answer for p in problems])
 
 
+def abstain_tokens(tokenizer, phrase: str = ABSTAIN) -> list[int]:
+    """Ids of the tokens that can begin the abstain phrase (their text, spaces aside, starts it): `` I``, ``I``.
+
+    Forbidding them makes a policy commit to an answer (its forced answer)."""
+    return [i for i in range(len(tokenizer)) if (piece := tokenizer.decode([i]).strip()) and phrase.startswith(piece)]
+
+
 @torch.no_grad()
 def answer_samples(model, tokenizer, problems: list[WordProblem], samples: int, max_new_tokens: int = 28,
-                   batch_size: int = 256) -> list[list[str]]:
-    """``samples`` sampled answers (no tool, temperature 1) for each problem: a list per problem."""
+                   batch_size: int = 256, forced: bool = False) -> list[list[str]]:
+    """``samples`` sampled answers (no tool, temperature 1) for each problem: a list per problem.
+
+    ``forced``: the tokens that begin the abstain phrase are never sampled, so every sample answers:
+    the answers the policy gives when it does answer (the phrase is the whole of an abstention, so
+    this is the policy conditioned on not abstaining).
+    """
     per_batch = max(1, batch_size // samples)
+    forbidden = abstain_tokens(tokenizer) if forced else None
     texts = []
     for i in range(0, len(problems), per_batch):
         chunk = problems[i:i + per_batch]
         rollout, _ = tool_rollout(model, tokenizer, [p.prompt for p in chunk], max_new_tokens, num_samples=samples,
-                                  use_tool=False)
+                                  use_tool=False, forbidden=forbidden)
         texts += [rollout.texts[j * samples:(j + 1) * samples] for j in range(len(chunk))]
     return texts
 
@@ -346,24 +412,6 @@ def abstain_sft_targets(problems: list[WordProblem], share: float, seed: int = 0
 
     rng = random.Random(seed)
     return [f" {ABSTAIN}." if rng.random() < share else p.solution for p in problems]
-
-
-@torch.no_grad()
-def tool_token_stats(model, tokenizer, problems: list[WordProblem]) -> dict[str, float]:
-    """How well the policy itself predicts the calculator's replies, read on the correct transcripts:
-    the mean log-prob of the tool's tokens, and the share of replies whose first token (the number)
-    is the policy's own most likely next token (its arithmetic, were it to write the result itself)."""
-    from .core import gather_log_probs
-    from .rollout import completion_logits
-
-    batch, env_mask = tool_batch(tokenizer, [p.prompt for p in problems], [tool_segments(p) for p in problems],
-                                 device=next(model.parameters()).device)
-    logits = completion_logits(model, batch)
-    logps = gather_log_probs(logits, batch.completion_ids)
-    first = env_mask * (1 - torch.nn.functional.pad(env_mask, (1, 0))[:, :-1])  # first token of each reply
-    right = (logits.argmax(-1) == batch.completion_ids).float()
-    return {"tool_token_logp": ((logps * env_mask).sum() / env_mask.sum()).item(),
-            "own_result_accuracy": ((right * first).sum() / first.sum()).item()}
 
 
 def abstain_stats(samples: list[list[str]], problems: list[WordProblem]) -> dict[str, list[float] | float]:
@@ -380,3 +428,29 @@ def abstain_stats(samples: list[list[str]], problems: list[WordProblem]) -> dict
     total = sum(map(len, samples))
     return {"abstain_rate": rates, "p_correct": p_correct, "coverage": answered / max(total, 1),
             "accuracy_answered": correct / max(answered, 1)}
+
+
+def abstention_value(free: list[list[str]], forced: list[list[str]], problems: list[WordProblem],
+                     wrong_penalty: float) -> dict[str, float | list[float]]:
+    """A policy's abstentions judged on its own confidence, under the reward 1 / 0 (abstain) / -w.
+
+    free: its samples per problem; forced: its samples with abstention forbidden (``answer_samples(...,
+    forced=True)``), which estimate p, its own P(correct) when it answers. Returns per problem
+    ``p_own`` and ``abstain_rate``; and the mean reward per problem of
+    - ``policy``: its free samples as they are;
+    - ``always_answer``: the same policy forced to answer, p(1 + w) - w;
+    - ``ideal``: the threshold rule on its own p: answer where p(1 + w) - w > 0, else abstain (0);
+      with p estimated from the forced samples this is a little optimistic (a max over estimates).
+    """
+    w = float(wrong_penalty)
+    p_own = [sum(last_integer(t) == p.answer for t in texts) / len(texts) for texts, p in zip(forced, problems)]
+    rate = [sum(map(abstains, texts)) / len(texts) for texts in free]
+
+    def reward(text, problem):
+        return 0.0 if abstains(text) else (1.0 if last_integer(text) == problem.answer else -w)
+
+    policy = [sum(reward(t, p) for t in texts) / len(texts) for texts, p in zip(free, problems)]
+    answer = [p * (1 + w) - w for p in p_own]
+    n = max(len(problems), 1)
+    return {"p_own": p_own, "abstain_rate": rate, "policy": sum(policy) / n, "always_answer": sum(answer) / n,
+            "ideal": sum(max(0.0, a) for a in answer) / n}

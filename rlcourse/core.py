@@ -42,3 +42,19 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     mean = (x * mask).sum() / mask.sum()
     var = (((x - mean) * mask) ** 2).sum() / mask.sum()
     return (x - mean) / (var.sqrt() + eps) * mask
+
+
+def trust_region_stats(old_logps: torch.Tensor, new_logps: torch.Tensor, mask: torch.Tensor,
+                       clip_eps: float) -> dict[str, float]:
+    """How far one update moved the policy, on the tokens it was trained on (sampled by the old policy).
+
+    ``kl``: KL(old || new) per token, the k3 estimate E_old[r - 1 - log r] with r = pi_new / pi_old
+    (unbiased, never negative); ``clip_fraction``: the share of tokens whose r ended outside
+    [1 - clip_eps, 1 + clip_eps], where the clipped objective stops pulling.
+    """
+    m = mask.double()
+    log_ratio = (new_logps.double() - old_logps.double()) * m
+    kl = torch.expm1(log_ratio) - log_ratio
+    outside = (torch.expm1(log_ratio).abs() > clip_eps).double()
+    tokens = m.sum().clamp(min=1)
+    return {"kl": ((kl * m).sum() / tokens).item(), "clip_fraction": ((outside * m).sum() / tokens).item()}

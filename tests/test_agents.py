@@ -9,6 +9,7 @@ position ids) gives the sampler's own log-probs on every policy token.
 from __future__ import annotations
 
 import ast
+import math
 import random
 from fractions import Fraction
 from types import SimpleNamespace
@@ -16,8 +17,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlcourse.agents import (CALL, CalculatorError, abstain_sft_targets, abstain_stats, abstains, answer_stats,
-                             calculate, calculator_reply, closed_call, plain_text, tool_batch, tool_rollout,
+from rlcourse.agents import (CALL, CalculatorError, abstain_sft_targets, abstain_stats, abstain_tokens, abstains,
+                             abstention_value, answer_samples, answer_stats, calculate, calculator_reply, closed_call,
+                             env_gradient_share, invented_replies, plain_text, tool_batch, tool_rollout,
                              tool_segments, tool_solution, written_steps)
 from rlcourse.model import load_policy, seed_everything
 from rlcourse.problems import load_problems, solution_steps
@@ -273,3 +275,104 @@ def test_calls_beyond_the_limit_get_an_error(calling_policy, problems):
     rollout, env = tool_rollout(model, tok, [p.prompt for p in problems[:4]], max_new_tokens=48, max_calls=0)
     called = [t for t in rollout.texts if CALL in t]
     assert called and all("error: too many calls." in t for t in called)
+
+
+# ----------------------------------------------------------------------------- forced answers, invented replies, gradient shares
+class AbstainingGPT2(torch.nn.Module):
+    """The tiny GPT-2 with a large bonus on the tokens that begin "I don't know": a policy that abstains."""
+
+    def __init__(self, lm, token_ids: list[int], bonus: float = 20.0):
+        super().__init__()
+        self.lm, self.token_ids, self.bonus = lm, token_ids, bonus
+
+    def forward(self, input_ids, **kwargs):
+        out = self.lm(input_ids=input_ids, **kwargs)
+        logits = out.logits.clone()
+        logits[..., self.token_ids] += self.bonus
+        out.logits = logits
+        return out
+
+
+def test_forced_answers_never_begin_the_abstain_phrase(problems):
+    lm, tok = load_policy("tiny")
+    starts = abstain_tokens(tok)
+    assert sorted(tok.decode([i]) for i in starts) == [" I", "I"]
+    model = AbstainingGPT2(lm, starts)
+    seed_everything(0)
+    free = answer_samples(model, tok, problems[:6], samples=4, max_new_tokens=6)
+    assert sum(t.startswith(" I") for texts in free for t in texts) >= 20   # nearly every free sample starts it
+    seed_everything(0)
+    forced = answer_samples(model, tok, problems[:6], samples=4, max_new_tokens=6, forced=True)
+    assert [len(texts) for texts in forced] == [4] * 6
+    assert not any("I" in t for texts in forced for t in texts)
+
+
+def test_abstention_value_on_a_stand_in_policy():
+    """Per-problem probabilities known exactly (the forced samples are right in k of 4), hand-computed values."""
+    problems = load_problems("heldout")[:3]
+
+    def right(p):
+        return f" The answer is {p.answer}."
+
+    wrong = " The answer is -7."
+    forced = [[right(problems[0])] * 4, [right(problems[1])] * 3 + [wrong], [wrong] * 4]   # p = 1, 3/4, 0
+    free = [[right(problems[0])] * 2, [" I don't know.", wrong], [" I don't know."] * 2]
+    v = abstention_value(free, forced, problems, wrong_penalty=3.0)
+    assert v["p_own"] == [1.0, 0.75, 0.0] and v["abstain_rate"] == [0.0, 0.5, 1.0]
+    assert v["always_answer"] == pytest.approx((1 + 0 + -3) / 3)          # p(1 + w) - w: 1, 0, -3
+    assert v["ideal"] == pytest.approx((1 + 0 + 0) / 3)                   # max(0, .): abstain where it loses
+    assert v["policy"] == pytest.approx((1 + (0 - 3) / 2 + 0) / 3)        # the free samples' own rewards
+    v1 = abstention_value(free, forced, problems, wrong_penalty=1.0)
+    assert v1["always_answer"] == pytest.approx((1 + 0.5 - 1) / 3) and v1["ideal"] == pytest.approx((1 + 0.5) / 3)
+
+
+def test_invented_replies_by_hand():
+    texts = [" 10 / 2 =? 5. 5 - 1 =? 3. The answer is 3.",   # two invented replies, the second wrong
+             " 2 + 2 =?\nAnswer: 4",                          # a call nobody answered, and nothing invented
+             " 3 * 4 =? 12 * 2 =? -24."]                      # invented 12 (right), then -24 for "12 * 2" (wrong)
+    stats = invented_replies(texts)
+    assert stats["calls"] == pytest.approx(5 / 3)
+    assert stats["invented"] == pytest.approx(4 / 5) and stats["invented_wrong"] == pytest.approx(2 / 4)
+    assert invented_replies([" 3 + 4 = 7. The answer is 7."]) == {"calls": 0.0, "invented": 0.0, "invented_wrong": 0.0}
+
+
+def test_env_gradient_share_is_exactly_zero_when_masked(problems):
+    """The split g = g_env + g_policy against autograd of the whole loss; 0 exactly with the action mask."""
+    from rlcourse.core import gather_log_probs
+    from rlcourse.rollout import completion_logits
+
+    lm, tok = load_policy("tiny")
+    for p in lm.parameters():
+        p.requires_grad_(True)
+    batch, env = tool_batch(tok, [p.prompt for p in problems[:3]], [tool_segments(p) for p in problems[:3]])
+
+    def loss_with(mask):
+        logps = gather_log_probs(completion_logits(lm, batch), batch.completion_ids)
+        return -(logps * mask).sum() / mask.sum(), logps
+
+    loss, logps = loss_with(batch.completion_mask * (1 - env))
+    assert env_gradient_share(loss, logps, env, lm) == 0.0
+    loss, logps = loss_with(batch.completion_mask)
+    share = env_gradient_share(loss, logps, env, lm)
+    assert 0.0 < share < 1.0
+    # the same share from gradients of the two halves of the loss, taken separately
+    params = list(lm.parameters())
+    norms = []
+    for part in (env, 1 - env):
+        logps = gather_log_probs(completion_logits(lm, batch), batch.completion_ids)
+        half = -(logps * batch.completion_mask * part).sum() / batch.completion_mask.sum()
+        grads = torch.autograd.grad(half, params, allow_unused=True)
+        norms.append(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)).item())
+    assert share == pytest.approx(norms[0] / (norms[0] + norms[1]), rel=1e-5)
+
+
+def test_trust_region_stats_by_hand():
+    from rlcourse.core import trust_region_stats
+
+    old = torch.log(torch.tensor([[0.5, 0.2, 0.1, 0.3]]))
+    assert trust_region_stats(old, old.clone(), torch.ones(1, 4), 0.2) == {"kl": 0.0, "clip_fraction": 0.0}
+    ratio = torch.tensor([[1.5, 0.9, 0.5, 7.0]])          # the last token is padding
+    stats = trust_region_stats(old, old + ratio.log(), torch.tensor([[1.0, 1.0, 1.0, 0.0]]), 0.2)
+    by_hand = sum(r - 1 - math.log(r) for r in (1.5, 0.9, 0.5)) / 3
+    assert stats["kl"] == pytest.approx(by_hand, rel=1e-6)
+    assert stats["clip_fraction"] == pytest.approx(2 / 3)   # 1.5 and 0.5 leave [0.8, 1.2]; 0.9 stays

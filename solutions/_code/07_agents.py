@@ -32,11 +32,13 @@ import matplotlib.pyplot as plt
 import torch
 from tqdm.auto import tqdm
 
-from rlcourse.agents import (ABSTAIN, abstain_sft_targets, abstain_stats, answer_samples, calculator_reply,
-                             evaluate_answers, tool_batch, tool_rollout, tool_segments, tool_solution, tool_token_stats)
+from rlcourse.agents import (ABSTAIN, abstain_sft_targets, abstain_stats, abstains, abstention_value, answer_samples,
+                             calculator_reply, env_gradient_share, evaluate_answers, invented_replies, tool_batch,
+                             tool_rollout, tool_segments, tool_solution)
 from rlcourse.checks import (check, check_close, check_float, check_own_function, check_raises, check_shape,
                              needs_your_code)
 from rlcourse.config import Report, pick
+from rlcourse.core import trust_region_stats
 from rlcourse.model import load_policy, seed_everything, set_threads
 from rlcourse.optim import optimizer_step
 from rlcourse.plots import plot_curve
@@ -52,12 +54,12 @@ MODEL_NAME = "tiny"           # or "course-gpt2" (build it on a GPU), "gpt2", "d
 SEED = 0
 EVAL_SEED = SEED + 1         # the same sampling noise for every evaluation
 SFT_SEED = SEED + 2          # which SFT prompts abstain (part 2)
-TOOL_TOKENS = 64             # answers with calls: three steps of `a op b =? c.` are about 60 tokens
-PLAIN_TOKENS = 28            # answers without calls (as in notebook 05)
+ANSWER_TOKENS = 40           # part 1, either arm: the longest worked solution is 26 tokens with calls, 23 without
+PLAIN_TOKENS = 28            # part 2, answers without calls (as in notebook 05)
 MAX_GRAD_NORM = 1.0
 
 # part 1: the calculator
-SFT_STEPS = pick(40, 2)      # warm start on worked solutions that call the calculator
+SFT_STEPS = pick(40, 2)      # each warm start: worked solutions, with calls or without
 SFT_BATCH = pick(16, 4)
 SFT_LR = 5e-4 if MODEL_NAME == "tiny" else 1e-4   # smaller steps for a larger policy (README, "Bigger policies")
 STEPS = pick(16, 2)          # GRPO updates per run
@@ -73,11 +75,11 @@ N_EVAL = pick(200, 16)       # held-out problems per evaluation, one answer each
 ABSTAIN_SHARE = 0.3          # share of SFT prompts whose target is the abstain phrase
 ABSTAIN_SFT_STEPS = pick(150, 2)  # the phrase is ten tokens rare in pre-training: 60 steps left it garbled
 ABSTAIN_SFT_LR = 1e-3 if MODEL_NAME == "tiny" else 1.5e-4
-PENALTIES = (0.5, 1.0)       # wrong_penalty of the two GRPO runs: thresholds 1/3 and 1/2
+PENALTIES = (0.5, 1.0, 3.0)  # wrong_penalty of the three GRPO runs
 ABSTAIN_STEPS = pick(48, 2)
 N_CALIBRATION = pick(160, 8)  # held-out problems we measure; part 2's GRPO draws from the other held-out problems
-CALIBRATION_SAMPLES = pick(16, 4)  # answers per problem from the pre-trained policy: its P(correct)
-SAMPLES_PER_PROBLEM = pick(8, 4)   # answers per problem from each fine-tuned policy: its abstention rate
+FORCED_SAMPLES = pick(16, 4)  # answers per problem with abstaining forbidden: the policy's own P(correct)
+SAMPLES_PER_PROBLEM = pick(8, 4)   # free answers per problem: how often the policy abstains, and its reward
 N_TRAIN_CHECK = pick(64, 8)  # training problems on which we also measure the SFT policy
 
 report = Report("07_agents")
@@ -96,7 +98,7 @@ for expression in ["10 / 2", "2 * (3 + 4) - -1", "7 / 2", "4 +", "twelve"]:
     print(f"calculator({expression!r}) ->{calculator_reply(expression)!r}")
 
 seed_everything(SEED)
-rollout, env_mask = tool_rollout(policy0, tok, [problem.prompt], TOOL_TOKENS)
+rollout, env_mask = tool_rollout(policy0, tok, [problem.prompt], ANSWER_TOKENS)
 print("\nthe pre-trained policy, with the calculator listening:", repr(rollout.texts[0]))
 batch, env = tool_batch(tok, [problem.prompt], [tool_segments(problem)], device=policy0.device)
 pieces = [tok.decode([t]) for t in batch.completion_ids[0].tolist()]
@@ -159,58 +161,86 @@ check_raises(lambda: action_mask(torch.ones(2, 4), torch.zeros(1, 4)), ValueErro
 
 # %% cell 10
 def train_sft(start, make_batch, steps, lr, seed=SEED, desc="SFT"):
-    """SFT (notebook 00) from a copy of `start`: make_batch(rng) -> (batch, mask of the target tokens)."""
+    """SFT (notebook 00) from a copy of `start`: make_batch(rng) -> (batch, mask of the target tokens, env_mask).
+
+    env_mask is None for transcripts without calculator replies. Returns the policy and its history:
+    the loss per step, the problems of each step, and the calculator tokens' share of the gradient
+    norm per step (when there are such tokens).
+    """
     seed_everything(seed)
     rng = random.Random(seed)
     policy = copy.deepcopy(start)
     for p in policy.parameters():
         p.requires_grad_(True)
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
-    losses = []
+    history = {"loss": [], "problems": [], "env_grad_share": []}
     for _ in tqdm(range(steps), desc=desc):
-        batch, mask = make_batch(rng)
+        batch, mask, env_mask = make_batch(rng)
         logps = token_log_probs(completion_logits(policy, batch), batch.completion_ids)
         loss = sft_loss(logps, mask)
+        if env_mask is not None:
+            history["env_grad_share"].append(env_gradient_share(loss, logps, env_mask, policy))
         optimizer_step(opt, loss, MAX_GRAD_NORM)
-        losses.append(loss.item())
+        history["loss"].append(loss.item())
+        history["problems"].append(batch.prompts)
     policy.eval()
     for p in policy.parameters():
         p.requires_grad_(False)
-    return policy, losses
+    return policy, history
 
 
-def tool_sft_batch(rng):
+def worked_batch(rng, calls, mask_env=True):
+    """SFT_BATCH training problems and their correct worked solutions: (batch, target mask, env_mask).
+
+    calls: a calculator call per step (`tool_solution`), or every result written out (notebook 00's
+    solution, env_mask None). The targets are the policy's own tokens, or with mask_env=False every
+    token of the completion, the calculator's replies included (section 5).
+    """
     problems = rng.sample(train_problems, SFT_BATCH)
-    batch, env_mask = tool_batch(tok, [p.prompt for p in problems], [tool_segments(p) for p in problems],
-                                 device=policy0.device)
-    return batch, action_mask(batch.completion_mask, env_mask)
+    segments = [tool_segments(p) if calls else [("policy", p.solution)] for p in problems]
+    batch, env_mask = tool_batch(tok, [p.prompt for p in problems], segments, device=policy0.device)
+    mask = action_mask(batch.completion_mask, env_mask) if mask_env else batch.completion_mask
+    return batch, mask, (env_mask if calls else None)
 
 
-def evaluate(policy, use_tool, max_new_tokens=TOOL_TOKENS):
+def mean(values):
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def evaluate(policy, use_tool):
     seed_everything(EVAL_SEED)
-    return evaluate_answers(policy, tok, eval_problems, max_new_tokens, use_tool=use_tool)
+    return evaluate_answers(policy, tok, eval_problems, ANSWER_TOKENS, use_tool=use_tool)
 
 
 with needs_your_code() as sft_run:
-    tool_policy, sft_losses = train_sft(policy0, tool_sft_batch, SFT_STEPS, SFT_LR, desc="SFT with calls")
+    plain_policy, plain_sft = train_sft(policy0, lambda rng: worked_batch(rng, calls=False), SFT_STEPS, SFT_LR,
+                                        desc="SFT, no calls")
+    tool_policy, tool_sft = train_sft(policy0, lambda rng: worked_batch(rng, calls=True), SFT_STEPS, SFT_LR,
+                                      desc="SFT, calls")
+assert plain_sft["problems"] == tool_sft["problems"], "the two warm starts should see the same problems"
 
-results = {"pre-trained, no tool": evaluate(policy0, use_tool=False, max_new_tokens=PLAIN_TOKENS),
-           "warm start, tool": evaluate(tool_policy, use_tool=True),
-           "warm start, no tool": evaluate(tool_policy, use_tool=False)}
+results = {"pre-trained": evaluate(policy0, use_tool=False),
+           "warm start, no calls": evaluate(plain_policy, use_tool=False),
+           "warm start, calls, tool": evaluate(tool_policy, use_tool=True)}
 seed_everything(EVAL_SEED)
-print("a held-out answer with the tool:", tool_rollout(tool_policy, tok, [eval_problems[0].prompt], TOOL_TOKENS)[0].texts[0])
-print(f"SFT loss: first step {sft_losses[0]:.3f}, last step {sft_losses[-1]:.3f}")
+print("a held-out answer with the tool:", tool_rollout(tool_policy, tok, [eval_problems[0].prompt], ANSWER_TOKENS)[0].texts[0])
+for name, h in [("no calls", plain_sft), ("calls", tool_sft)]:
+    print(f"SFT, {name}: {len(h['loss'])} steps of {len(h['problems'][0])} problems, "
+          f"loss {h['loss'][0]:.3f} -> {h['loss'][-1]:.3f}")
 for name, stats in results.items():
-    print(f"{name:<22} " + "   ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+    print(f"{name:<26} " + "   ".join(f"{k} {v:.3f}" for k, v in stats.items()))
 
 
 # %% cell 12
-def train_grpo(start, reward_fn, steps, use_tool, mask_tool_tokens=True, pool=None, seed=SEED, desc="GRPO"):
+def train_grpo(start, reward_fn, steps, use_tool, mask_tool_tokens=True, pool=None, max_new_tokens=ANSWER_TOKENS,
+               seed=SEED, desc="GRPO"):
     """GRPO (notebook 05) from a copy of `start`, which is also the KL reference.
 
     reward_fn(text, problem) -> float; pool: the problems the prompts are drawn from (default: the
-    training problems). Returns the policy and its history per step: the mean reward and
-    the policy's mean log-prob of the calculator's tokens in its samples (when there are any).
+    training problems). Returns the policy and its history per update: the mean reward, the problems,
+    the trust region (KL old -> new, share of tokens outside the clip range, gradient norm) and the
+    calculator tokens' share of the gradient norm (when the samples have such tokens).
     """
     seed_everything(seed)
     rng = random.Random(seed)
@@ -219,8 +249,7 @@ def train_grpo(start, reward_fn, steps, use_tool, mask_tool_tokens=True, pool=No
     for p in policy.parameters():
         p.requires_grad_(True)
     opt = torch.optim.Adam(policy.parameters(), lr=LR)
-    history = {"reward": [], "tool_token_logp": []}
-    max_new_tokens = TOOL_TOKENS if use_tool else PLAIN_TOKENS
+    history = {key: [] for key in ("reward", "problems", "kl", "clip_fraction", "grad_norm", "env_grad_share")}
     for _ in tqdm(range(steps), desc=desc):
         # 1. sample a group of answers per problem; the calculator answers the calls
         problems = rng.sample(pool, PROMPTS_PER_STEP)
@@ -234,15 +263,23 @@ def train_grpo(start, reward_fn, steps, use_tool, mask_tool_tokens=True, pool=No
         with torch.no_grad():
             ref_logps = completion_logps(start, rollout)
         # 4. clipped steps on the batch
+        norms = []
         for inner in range(INNER_STEPS):
             logps = token_log_probs(completion_logits(policy, rollout), rollout.completion_ids)
             if inner == 0:
                 old_logps = logps.detach()   # the policy has not moved yet
             loss = grpo_loss(logps, old_logps, ref_logps, advantages, mask, CLIP_EPS, BETA)
-            optimizer_step(opt, loss, MAX_GRAD_NORM)
+            if inner == 0 and env_mask.any():
+                history["env_grad_share"].append(env_gradient_share(loss, logps, env_mask, policy))
+            norms.append(optimizer_step(opt, loss, MAX_GRAD_NORM))
+        # 5. the trust region: how far the update moved the policy on its own samples
+        with torch.no_grad():
+            moved = trust_region_stats(old_logps, completion_logps(policy, rollout), mask, CLIP_EPS)
         history["reward"].append(rewards.mean().item())
-        if env_mask.sum() > 0:
-            history["tool_token_logp"].append(((old_logps * env_mask).sum() / env_mask.sum()).item())
+        history["problems"].append([p.prompt for p in problems])
+        history["kl"].append(moved["kl"])
+        history["clip_fraction"].append(moved["clip_fraction"])
+        history["grad_norm"].append(sum(norms) / len(norms))
     policy.eval()
     return policy, history
 
@@ -253,62 +290,85 @@ def correct(text, problem):
 
 sft_run.require()
 with needs_your_code() as grpo_run:
-    masked_policy, masked_hist = train_grpo(tool_policy, correct, STEPS, use_tool=True, desc="GRPO, tool, action mask")
-    unmasked_policy, unmasked_hist = train_grpo(tool_policy, correct, STEPS, use_tool=True, mask_tool_tokens=False,
-                                                desc="GRPO, tool, env tokens in the loss")
-    notool_policy, notool_hist = train_grpo(policy0, correct, STEPS, use_tool=False, desc="GRPO, no tool")
+    notool_policy, notool_hist = train_grpo(plain_policy, correct, STEPS, use_tool=False, desc="GRPO, no calls")
+    tool_grpo_policy, tool_hist = train_grpo(tool_policy, correct, STEPS, use_tool=True, desc="GRPO, calls")
+assert notool_hist["problems"] == tool_hist["problems"], "the two GRPO arms should see the same problems"
 
 
 # %% cell 13
 grpo_run.require()
-runs = {"GRPO, no tool": (notool_policy, notool_hist, False), "GRPO, tool, action mask": (masked_policy, masked_hist, True),
-        "GRPO, tool, env tokens in loss": (unmasked_policy, unmasked_hist, True)}
-for name, (policy, _, use_tool) in runs.items():
-    results[name] = evaluate(policy, use_tool=use_tool, max_new_tokens=TOOL_TOKENS if use_tool else PLAIN_TOKENS)
-for name in ["GRPO, tool, action mask", "GRPO, tool, env tokens in loss"]:
-    results[name.replace("tool,", "tool withheld,")] = evaluate(runs[name][0], use_tool=False)
-own = {name: tool_token_stats(policy, tok, eval_problems) for name, policy in
-       [("warm start", tool_policy), ("action mask", masked_policy), ("env tokens in loss", unmasked_policy)]}
+results["GRPO, no calls"] = evaluate(notool_policy, use_tool=False)
+results["GRPO, calls, tool"] = evaluate(tool_grpo_policy, use_tool=True)
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-for name, (_, hist, _) in runs.items():
-    plot_curve(axes[0], hist["reward"], label=name, window=4)
-    if hist["tool_token_logp"]:
-        plot_curve(axes[1], hist["tool_token_logp"], label=name, window=1)
-axes[0].set_xlabel("GRPO step"); axes[0].set_ylabel("training reward (fraction correct)"); axes[0].legend(fontsize=8)
-axes[1].set_xlabel("GRPO step"); axes[1].set_ylabel("policy's mean log-prob of the tool's tokens")
-axes[1].legend(fontsize=8)
+fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+for name, hist in [("no calls", notool_hist), ("calls", tool_hist)]:
+    for ax, key, label in zip(axes, ["reward", "kl", "clip_fraction", "grad_norm"],
+                              ["training reward (fraction correct)", "KL(before || after) per token",
+                               "share of tokens outside the clip range", "gradient norm (before clipping)"]):
+        plot_curve(ax, hist[key], label=name, window=4 if key == "reward" else 1)
+        ax.set_xlabel("GRPO update"); ax.set_ylabel(label, fontsize=8)
+axes[0].legend(fontsize=8)
 plt.tight_layout(); plt.show()
 
-print(f"{'held-out, one answer each':<40}{'accuracy':>9}{'slips':>8}{'calls':>7}{'carried':>9}")
+print(f"budget of each arm: {SFT_STEPS} SFT steps x {SFT_BATCH} problems, then {STEPS} GRPO updates x "
+      f"{PROMPTS_PER_STEP} problems x {GROUP_SIZE} answers, at most {ANSWER_TOKENS} tokens per answer")
+print(f"{'held-out, one answer each':<28}{'accuracy':>9}{'slips':>8}{'calls':>7}{'carried':>9}")
 for name, s in results.items():
-    print(f"{name:<40}{s['accuracy']:>9.3f}{s['slip_rate']:>8.3f}{s['calls_per_answer']:>7.2f}{s['carried_forward']:>9.3f}")
-print("\nthe policy's own prediction of the calculator's replies (correct held-out transcripts):")
-for name, s in own.items():
-    print(f"  {name:<20} mean log-prob of the tool's tokens {s['tool_token_logp']:7.3f}   "
-          f"first token of the result right {s['own_result_accuracy']:.3f}")
+    print(f"{name:<28}{s['accuracy']:>9.3f}{s['slip_rate']:>8.3f}{s['calls_per_answer']:>7.2f}{s['carried_forward']:>9.3f}")
+for name, hist in [("no calls", notool_hist), ("calls", tool_hist)]:
+    print(f"GRPO, {name}: per update, KL {mean(hist['kl']):.4f}, outside the clip range "
+          f"{mean(hist['clip_fraction']):.3f}, gradient norm {mean(hist['grad_norm']):.3f} (means over the run)")
 
-report("pretrained_notool_accuracy", results["pre-trained, no tool"]["accuracy"])
-report("grpo_notool_accuracy", results["GRPO, no tool"]["accuracy"])
-report("warmstart_tool_accuracy", results["warm start, tool"]["accuracy"])
-report("grpo_tool_masked_accuracy", results["GRPO, tool, action mask"]["accuracy"])
-report("grpo_tool_unmasked_accuracy", results["GRPO, tool, env tokens in loss"]["accuracy"])
-report("pretrained_notool_slip_rate", results["pre-trained, no tool"]["slip_rate"])
-report("grpo_notool_slip_rate", results["GRPO, no tool"]["slip_rate"])
-report("grpo_tool_masked_slip_rate", results["GRPO, tool, action mask"]["slip_rate"])
-report("grpo_tool_masked_calls_per_answer", results["GRPO, tool, action mask"]["calls_per_answer"])
-report("grpo_tool_masked_carried_forward", results["GRPO, tool, action mask"]["carried_forward"])
-report("grpo_tool_unmasked_carried_forward", results["GRPO, tool, env tokens in loss"]["carried_forward"])
-report("grpo_tool_masked_withheld_accuracy", results["GRPO, tool withheld, action mask"]["accuracy"])
-report("grpo_tool_unmasked_withheld_accuracy", results["GRPO, tool withheld, env tokens in loss"]["accuracy"])
-report("grpo_tool_unmasked_withheld_slip_rate", results["GRPO, tool withheld, env tokens in loss"]["slip_rate"])
-for name, s in own.items():
-    key = name.replace(" ", "_")
-    report(f"{key}_tool_token_logp", s["tool_token_logp"])
-    report(f"{key}_own_result_accuracy", s["own_result_accuracy"])
+report("pretrained_accuracy", results["pre-trained"]["accuracy"])
+report("pretrained_slip_rate", results["pre-trained"]["slip_rate"])
+for key, name in [("warm_nocalls", "warm start, no calls"), ("warm_calls", "warm start, calls, tool"),
+                  ("grpo_nocalls", "GRPO, no calls"), ("grpo_calls", "GRPO, calls, tool")]:
+    for stat in ("accuracy", "slip_rate", "calls_per_answer"):
+        report(f"{key}_{stat}", results[name][stat])
+report("grpo_calls_carried_forward", results["GRPO, calls, tool"]["carried_forward"])
+for key, hist in [("grpo_nocalls", notool_hist), ("grpo_calls", tool_hist)]:
+    report(f"{key}_kl_per_update", mean(hist["kl"]), ".4f")
+    report(f"{key}_clip_fraction", mean(hist["clip_fraction"]))
 
 
-# %% cell 16 abstain_reward
+# %% cell 15
+grpo_run.require()
+bug_warm, bug_sft = train_sft(policy0, lambda rng: worked_batch(rng, calls=True, mask_env=False), SFT_STEPS, SFT_LR,
+                              desc="SFT, calls, env tokens in the loss")
+bug_policy, bug_hist = train_grpo(bug_warm, correct, STEPS, use_tool=True, mask_tool_tokens=False,
+                                  desc="GRPO, calls, env tokens in the loss")
+assert bug_sft["problems"] == tool_sft["problems"] and bug_hist["problems"] == tool_hist["problems"], \
+    "the arms should see the same problems"
+
+
+def nobody_answers(policy):
+    """invented_replies of one answer per held-out problem, sampled with nobody answering the calls."""
+    seed_everything(EVAL_SEED)
+    rollout, _ = tool_rollout(policy, tok, [p.prompt for p in eval_problems], ANSWER_TOKENS, use_tool=False)
+    return invented_replies(rollout.texts)
+
+
+seed_everything(EVAL_SEED)
+print("nobody answers (env tokens in the loss):",
+      tool_rollout(bug_policy, tok, [eval_problems[0].prompt], ANSWER_TOKENS, use_tool=False)[0].texts[0])
+print(f"{'':<24}{'after':<12}{'env share of |grad|':>20}{'invented':>10}{'of them wrong':>15}{'accuracy, tool':>16}")
+for arm, runs in [("masked", [("warm start", tool_policy, tool_sft), ("GRPO", tool_grpo_policy, tool_hist)]),
+                  ("unmasked", [("warm start", bug_warm, bug_sft), ("GRPO", bug_policy, bug_hist)])]:
+    for stage, policy, hist in runs:
+        share = mean(hist["env_grad_share"])
+        invented = nobody_answers(policy)
+        accuracy = evaluate(policy, use_tool=True)["accuracy"]
+        name = "action mask" if arm == "masked" else "env tokens in the loss"
+        print(f"{name:<24}{stage:<12}{share:>20.3f}{invented['invented']:>10.3f}{invented['invented_wrong']:>15.3f}"
+              f"{accuracy:>16.3f}")
+        key = f"{arm}_{'warm' if stage == 'warm start' else 'grpo'}"
+        report(f"{key}_env_grad_share", share)
+        report(f"{key}_invented", invented["invented"])
+        report(f"{key}_invented_wrong", invented["invented_wrong"])
+        report(f"{key}_tool_accuracy", accuracy)
+
+
+# %% cell 18 abstain_reward
 def abstain_reward(completion, answer, wrong_penalty=1.0):
     """0.0 if the last line contains "I don't know"; else 1.0 if the last integer (-?\\d+) equals answer;
     else -wrong_penalty (also when there is no integer). A Python float."""
@@ -325,7 +385,7 @@ def abstain_reward(completion, answer, wrong_penalty=1.0):
     ### END SOLUTION
 
 
-# %% cell 17 test_abstain_reward
+# %% cell 19 test_abstain_reward
 check_own_function(abstain_reward, "abstain_reward")
 solution = " 10 / 2 = 5. 5 - 1 = 4. The answer is 4."
 check_float(abstain_reward(solution, 4), 1.0, "abstain_reward(solution, 4)")
@@ -336,7 +396,7 @@ check_float(abstain_reward(" I don't know.", 4), 0.0, "abstain_reward(\" I don't
 check_float(abstain_reward(solution, 6, wrong_penalty=3.0), -3.0, "abstain_reward(solution, 6, wrong_penalty=3.0)")
 
 
-# %% cell 18 test_abstain_reward_hidden
+# %% cell 20 test_abstain_reward_hidden
 check_own_function(abstain_reward, "abstain_reward")
 check(isinstance(abstain_reward("The answer is 2.", 2), float), "abstain_reward should return a Python float.")
 ### BEGIN HIDDEN TESTS
@@ -367,9 +427,9 @@ check(type(r) is float, "abstain_reward should return a Python float even when w
 ### END HIDDEN TESTS
 
 
-# %% cell 20 abstain_threshold
+# %% cell 22 abstain_threshold
 def abstain_threshold(wrong_penalty):
-    """w / (1 + w): answering beats abstaining (reward 0) exactly when P(correct) > w / (1 + w).
+    """The P(correct) at which answering and abstaining earn the same expected reward under abstain_reward.
 
     wrong_penalty: w >= 0 (ValueError when negative) -> a Python float in [0, 1).
     """
@@ -380,15 +440,16 @@ def abstain_threshold(wrong_penalty):
     ### END SOLUTION
 
 
-# %% cell 21 test_abstain_threshold
+# %% cell 23 test_abstain_threshold
 check_own_function(abstain_threshold, "abstain_threshold")
 check_float(abstain_threshold(1.0), 0.5, "abstain_threshold(1.0)", tol=1e-12,
-            hint="with w = 1, answering pays p - (1 - p) > 0 when p > 1/2.")
+            hint="with w = 1, answering earns p * 1 + (1 - p) * (-1) on average: when is that above 0?")
 check_float(abstain_threshold(3.0), 0.75, "abstain_threshold(3.0)", tol=1e-12,
-            hint="p(1 + w) - w > 0  <=>  p > w / (1 + w).")
+            hint="at the threshold, answering's expected reward p * 1 + (1 - p) * (-w) equals abstaining's 0: "
+                 "solve for p.")
 
 
-# %% cell 22 test_abstain_threshold_hidden
+# %% cell 24 test_abstain_threshold_hidden
 check_own_function(abstain_threshold, "abstain_threshold")
 check(0.0 <= abstain_threshold(2.0) < 1.0, "abstain_threshold should lie in [0, 1).")
 ### BEGIN HIDDEN TESTS
@@ -407,59 +468,61 @@ check_raises(lambda: abstain_threshold(-0.5), ValueError, "abstain_threshold wit
 ### END HIDDEN TESTS
 
 
-# %% cell 24
+# %% cell 26
 def abstain_sft_batch(rng):
     rows = rng.sample(range(len(train_problems)), SFT_BATCH)
     batch = batch_from_texts(tok, [train_problems[i].prompt for i in rows], [sft_targets[i] for i in rows],
                              device=policy0.device)
-    return batch, batch.completion_mask
+    return batch, batch.completion_mask, None
 
 
-def abstention(policy, problems, samples=SAMPLES_PER_PROBLEM):
-    """abstain_stats of `samples` answers (no tool) to each problem."""
+def measure(policy, problems):
+    """(free, forced): SAMPLES_PER_PROBLEM free answers and FORCED_SAMPLES answers that may not abstain, per problem."""
     seed_everything(EVAL_SEED)
-    return abstain_stats(answer_samples(policy, tok, problems, samples, PLAIN_TOKENS), problems)
+    free = answer_samples(policy, tok, problems, SAMPLES_PER_PROBLEM, PLAIN_TOKENS)
+    forced = answer_samples(policy, tok, problems, FORCED_SAMPLES, PLAIN_TOKENS, forced=True)
+    return free, forced
 
 
 def mean_where(values, keep):
-    kept = [v for v, k in zip(values, keep) if k]
-    return sum(kept) / len(kept) if kept else float("nan")
+    return mean(v for v, k in zip(values, keep) if k)
 
 
 sft_targets = abstain_sft_targets(train_problems, ABSTAIN_SHARE, seed=SFT_SEED)
-abstain_sft_policy, abstain_sft_losses = train_sft(policy0, abstain_sft_batch, ABSTAIN_SFT_STEPS, ABSTAIN_SFT_LR,
-                                                   desc="SFT with 'I don't know'")
+abstain_sft_policy, _ = train_sft(policy0, abstain_sft_batch, ABSTAIN_SFT_STEPS, ABSTAIN_SFT_LR,
+                                  desc="SFT with 'I don't know'")
 heldout = load_problems("heldout")
 calibration = heldout[:N_CALIBRATION]  # the problems we measure
 rl_problems = heldout[N_CALIBRATION:]  # the prompts of part 2's GRPO: held out from SFT too, never measured
 
-# each measured problem's difficulty: P(correct) under the pre-trained policy (which never abstains)
-p_correct = abstention(policy0, calibration, CALIBRATION_SAMPLES)["p_correct"]
-stats = {"after SFT": abstention(abstain_sft_policy, calibration)}
-seen = abstention(abstain_sft_policy, train_problems[:N_TRAIN_CHECK])
+measured = {"after SFT": measure(abstain_sft_policy, calibration)}
+free, forced = measured["after SFT"]
+sft = abstention_value(free, forced, calibration, wrong_penalty=1.0)   # p_own and abstain_rate do not depend on w
+sft_stats = abstain_stats(free, calibration)
+seen = abstain_stats(measure(abstain_sft_policy, train_problems[:N_TRAIN_CHECK])[0], train_problems[:N_TRAIN_CHECK])
 novel = [p.start in HELDOUT_STARTS for p in calibration]  # a start number no training problem starts from
-sft_rates = stats["after SFT"]["abstain_rate"]
 
-print(f"share of SFT targets that abstain: {sum(t == ' ' + ABSTAIN + '.' for t in sft_targets) / len(sft_targets):.3f}")
-print(f"pre-trained P(correct) of the {len(calibration)} measured problems ({CALIBRATION_SAMPLES} answers each): "
-      f"mean {sum(p_correct) / len(p_correct):.3f}, max {max(p_correct):.3f}, {sum(p >= 0.75 for p in p_correct)} at 3/4 or more")
-print(f"after SFT, measured problems: abstention {1 - stats['after SFT']['coverage']:.3f}, "
-      f"accuracy on answered {stats['after SFT']['accuracy_answered']:.3f}")
-print(f"after SFT, {len(seen['abstain_rate'])} training problems: abstention {1 - seen['coverage']:.3f}, "
+print(f"share of SFT targets that abstain: {mean(t == ' ' + ABSTAIN + '.' for t in sft_targets):.3f}")
+print(f"forced answers that abstained anyway: {sum(abstains(t) for texts in forced for t in texts)} "
+      f"of {sum(map(len, forced))}")
+print(f"after SFT, measured problems: abstention {1 - sft_stats['coverage']:.3f}, accuracy on answered "
+      f"{sft_stats['accuracy_answered']:.3f}, own P(correct) when forced to answer {mean(sft['p_own']):.3f}")
+print(f"after SFT, {N_TRAIN_CHECK} training problems: abstention {1 - seen['coverage']:.3f}, "
       f"accuracy on answered {seen['accuracy_answered']:.3f}")
-print(f"{'measured problems':<40}{'count':>6}{'pre-trained P(correct)':>24}{'abstention after SFT':>22}")
+print(f"{'measured problems':<36}{'count':>6}{'own P(correct)':>16}{'abstention':>12}")
 for name, keep in [("start never a training start", novel), ("start also a training start", [not n for n in novel])]:
-    print(f"{name:<40}{sum(keep):>6}{mean_where(p_correct, keep):>24.3f}{mean_where(sft_rates, keep):>22.3f}")
-report("sft_abstain_rate", 1 - stats["after SFT"]["coverage"])
+    print(f"{name:<36}{sum(keep):>6}{mean_where(sft['p_own'], keep):>16.3f}{mean_where(sft['abstain_rate'], keep):>12.3f}")
+report("sft_abstain_rate", 1 - sft_stats["coverage"])
+report("sft_accuracy_answered", sft_stats["accuracy_answered"])
+report("sft_p_own_mean", mean(sft["p_own"]))
 report("sft_train_accuracy_answered", seen["accuracy_answered"])
-report("pretrained_p_correct_mean", sum(p_correct) / len(p_correct))
-report("pretrained_p_correct_novel_start", mean_where(p_correct, novel))
-report("pretrained_p_correct_seen_start", mean_where(p_correct, [not n for n in novel]))
-report("sft_abstain_novel_start", mean_where(sft_rates, novel))
-report("sft_abstain_seen_start", mean_where(sft_rates, [not n for n in novel]))
+report("sft_p_own_novel_start", mean_where(sft["p_own"], novel))
+report("sft_p_own_seen_start", mean_where(sft["p_own"], [not n for n in novel]))
+report("sft_abstain_novel_start", mean_where(sft["abstain_rate"], novel))
+report("sft_abstain_seen_start", mean_where(sft["abstain_rate"], [not n for n in novel]))
 
 
-# %% cell 26
+# %% cell 28
 abstain_policies = {}
 with needs_your_code() as abstain_run:
     for w in PENALTIES:
@@ -467,56 +530,42 @@ with needs_your_code() as abstain_run:
             return abstain_reward(text, problem.answer, w)
 
         abstain_policies[w], _ = train_grpo(abstain_sft_policy, reward, ABSTAIN_STEPS, use_tool=False, pool=rl_problems,
-                                            desc=f"GRPO, abstain reward, w = {w:g}")
-        stats[f"after RL, w = {w:g}"] = abstention(abstain_policies[w], calibration)
+                                            max_new_tokens=PLAIN_TOKENS, desc=f"GRPO, abstain reward, w = {w:g}")
+        measured[f"after RL, w = {w:g}"] = measure(abstain_policies[w], calibration)
     thresholds = {w: abstain_threshold(w) for w in PENALTIES}
 
 
-# %% cell 27
+# %% cell 29
 abstain_run.require()
-
-
-def rate_where(s, keep):
-    """Mean abstention rate of a policy's stats `s` over the problems whose pre-trained P(correct) passes `keep`."""
-    return mean_where(s["abstain_rate"], [keep(p) for p in p_correct])
-
-
-edges = [0.0, 0.15, 0.3, 0.45, 0.6, 1.0]
-fig, ax = plt.subplots(figsize=(7, 4))
-for name, s in stats.items():
-    points = [((lo + min(hi, max(p_correct))) / 2, rate_where(s, lambda p, lo=lo, hi=hi: lo <= p < hi or p == hi == 1.0))
-              for lo, hi in zip(edges[:-1], edges[1:])]
-    points = [(x, y) for x, y in points if y == y]
-    ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
-for w, t in thresholds.items():
-    ax.axvline(t, ls="--", color="gray"); ax.text(t, 1.02, f"w = {w:g}", ha="center", fontsize=8)
-ax.set_xlabel("P(correct) of the problem under the pre-trained policy")
-ax.set_ylabel("abstention rate"); ax.set_ylim(-0.02, 1.08); ax.legend(fontsize=8)
-plt.show()
-
-print(f"{'':<18}{'threshold':>10}{'below':>8}{'above':>8}{'ratio':>8}{'coverage':>10}{'acc. answered':>15}"
-      f"{'novel start':>13}{'seen start':>12}")
-for w, t in thresholds.items():
+edges = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+fig, axes = plt.subplots(1, len(PENALTIES), figsize=(5 * len(PENALTIES), 3.6), sharey=True)
+print(f"{'':<20}{'w':>5}{'policy':>8}{'always answer':>15}{'ideal':>7}{'coverage':>10}{'acc. answered':>15}"
+      f"{'own P(correct)':>16}{'abstain below / above':>23}")
+for ax, w in zip(axes, PENALTIES):
+    t = thresholds[w]
     for name in ["after SFT", f"after RL, w = {w:g}"]:
-        s = stats[name]
-        below, above = rate_where(s, lambda p: p < t), rate_where(s, lambda p: p >= t)
-        ratio = below / above if above > 0 else float("nan")
-        novel_rate, seen_rate = mean_where(s["abstain_rate"], novel), mean_where(s["abstain_rate"], [not n for n in novel])
-        print(f"{name:<18}{t:>10.2f}{below:>8.3f}{above:>8.3f}{ratio:>8.2f}{s['coverage']:>10.3f}"
-              f"{s['accuracy_answered']:>15.3f}{novel_rate:>13.3f}{seen_rate:>12.3f}")
+        free, forced = measured[name]
+        v = abstention_value(free, forced, calibration, w)
+        s = abstain_stats(free, calibration)
+        below = mean_where(v["abstain_rate"], [p < t for p in v["p_own"]])
+        above = mean_where(v["abstain_rate"], [p >= t for p in v["p_own"]])
+        print(f"{name:<20}{w:>5g}{v['policy']:>8.3f}{v['always_answer']:>15.3f}{v['ideal']:>7.3f}{s['coverage']:>10.3f}"
+              f"{s['accuracy_answered']:>15.3f}{mean(v['p_own']):>16.3f}{below:>12.3f} / {above:.3f}")
+        points = [((lo + hi) / 2, mean_where(v["abstain_rate"], [lo <= p < hi or p == hi == 1.0 for p in v["p_own"]]))
+                  for lo, hi in zip(edges[:-1], edges[1:])]
+        ax.plot(*zip(*[(x, y) for x, y in points if y == y]), marker="o", label=name)
         key = "sft" if name == "after SFT" else "rl"
-        report(f"{key}_w{w:g}_abstain_below_threshold", below)
-        report(f"{key}_w{w:g}_abstain_above_threshold", above)
-        report(f"{key}_w{w:g}_abstain_ratio", ratio, ".2f")
+        for stat in ("policy", "always_answer", "ideal"):
+            report(f"{key}_w{w:g}_{stat}_reward", v[stat])
         if key == "rl":
-            report(f"rl_w{w:g}_abstain_novel_start", novel_rate)
-            report(f"rl_w{w:g}_abstain_seen_start", seen_rate)
-            print(f"{'':<18}target (abstain at least 3 times as often below the threshold as above): "
-                  f"{'met' if ratio >= 3 else 'missed'}")
-for name, s in stats.items():
-    key = "sft" if name == "after SFT" else "rl_w" + name.split("= ")[1]
-    report(f"{key}_coverage", s["coverage"])
-    report(f"{key}_accuracy_answered", s["accuracy_answered"])
+            report(f"rl_w{w:g}_coverage", s["coverage"])
+            report(f"rl_w{w:g}_accuracy_answered", s["accuracy_answered"])
+            report(f"rl_w{w:g}_p_own_mean", mean(v["p_own"]))
+            report(f"rl_w{w:g}_abstain_below", below)
+            report(f"rl_w{w:g}_abstain_above", above)
+    ax.axvline(t, ls="--", color="gray")
+    ax.set_title(f"w = {w:g}", fontsize=9); ax.set_xlabel("the policy's own P(correct) when it answers")
+    ax.legend(fontsize=8)
+axes[0].set_ylabel("abstention rate"); axes[0].set_ylim(-0.02, 1.02)
+plt.tight_layout(); plt.show()
 report.lessons(abstain_sft_policy)   # how this run did on the notebook's lessons, beside the results ledger
-print("measured problems below / above the thresholds: " + ", ".join(
-    f"w = {w:g}: {sum(p < t for p in p_correct)} / {sum(p >= t for p in p_correct)}" for w, t in thresholds.items()))
