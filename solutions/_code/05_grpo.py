@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from rlcourse.checks import (check, check_close, check_float, check_no_grad, check_own_function, check_raises,
                              check_scalar, check_shape, needs_your_code)
 from rlcourse.config import Report, pick
+from rlcourse.core import trust_region_stats
 from rlcourse.model import count_parameters, load_policy, seed_everything, set_threads
 from rlcourse.optim import optimizer_step
 from rlcourse.plots import plot_curve
@@ -525,7 +526,10 @@ def sample_and_score(policy, rng):
 
 
 def grpo_update(policy, opt, rollout, rewards):
-    """Steps 3 and 4 of GRPO: group-relative advantages, then INNER_STEPS clipped steps on the batch."""
+    """Steps 3 and 4 of GRPO: group-relative advantages, then INNER_STEPS clipped steps on the batch.
+
+    Returns the update's trust region: KL(before || after) per token and the share of tokens whose
+    ratio ended outside the clip range (trust_region_stats), and the mean gradient norm before clipping."""
     mask = rollout.completion_mask
     # 3. group-relative advantages; the reference's log-probs, once per batch
     advantages = {"group_std": group_normalized_advantages, "centred": centred_advantages,
@@ -533,6 +537,7 @@ def grpo_update(policy, opt, rollout, rewards):
     with torch.no_grad():
         ref_logps = completion_logps(policy0, rollout)
     # 4. a few clipped steps; the old log-probs are the first step's (the policy has not moved yet)
+    norms = []
     for inner in range(INNER_STEPS):
         logps = token_log_probs(completion_logits(policy, rollout), rollout.completion_ids)
         if inner == 0:
@@ -541,7 +546,11 @@ def grpo_update(policy, opt, rollout, rewards):
             loss = grpo_loss(logps, old_logps, ref_logps, advantages, mask, CLIP_EPS, BETA)
         else:
             loss = constant_length_grpo_loss(logps, old_logps, ref_logps, advantages, mask, CLIP_EPS, BETA)
-        optimizer_step(opt, loss, MAX_GRAD_NORM)
+        norms.append(optimizer_step(opt, loss, MAX_GRAD_NORM))
+    # 5. how far the update moved the policy, on the samples it learned from
+    with torch.no_grad():
+        moved = trust_region_stats(old_logps, completion_logps(policy, rollout), mask, CLIP_EPS)
+    return {**moved, "grad_norm": sum(norms) / len(norms)}
 
 
 def rft_update(policy, opt, rollout, rewards):
@@ -558,7 +567,8 @@ def rft_update(policy, opt, rollout, rewards):
 def train(update, name, steps=STEPS, seed=SEED):
     """The outer loop of both methods: sample, score, update (GRPO's or RFT's), evaluate every EVAL_EVERY steps.
     Returns the policy and its history: per step the training reward and the share of dead groups (all
-    answers equally rewarded: zero advantage), [(step, held-out accuracy, share stopping short)], samples drawn."""
+    answers equally rewarded: zero advantage), [(step, held-out accuracy, share stopping short)], samples drawn,
+    and per step whatever the update returns (GRPO's trust region)."""
     seed_everything(seed)
     rng = random.Random(seed)
     policy = copy.deepcopy(policy0)
@@ -572,7 +582,9 @@ def train(update, name, steps=STEPS, seed=SEED):
         history["samples"] += len(rollout)
         history["training reward"].append(rewards.mean().item())
         history["dead groups"].append((groups.max(1).values == groups.min(1).values).float().mean().item())
-        update(policy, opt, rollout, rewards)                             # 3. advantages  4. update
+        stats = update(policy, opt, rollout, rewards)                     # 3. advantages  4. update
+        for key, value in (stats or {}).items():
+            history.setdefault(key, []).append(value)
         if step % EVAL_EVERY == 0 or step == steps:
             history["held-out"].append((step, *evaluate(policy)))
     policy.eval()
@@ -611,6 +623,16 @@ print(f"GRPO's dead groups (no gradient): {dead_start:.0%} of the first {tail} s
 problem = eval_problems[0]
 print("\n" + problem.prompt)
 print("  GRPO:", sample_completions(grpo_policy, tok, [problem.prompt], MAX_NEW_TOKENS).texts[0], f"(answer {problem.answer})")
+fig, axes = plt.subplots(1, 3, figsize=(15, 3))
+for ax, key, label in zip(axes, ["kl", "clip_fraction", "grad_norm"],
+                          ["KL(before || after) per token", "share of tokens outside the clip range",
+                           "gradient norm (before clipping)"]):
+    plot_curve(ax, grpo_history[key], window=10)
+    ax.set_xlabel("GRPO update"); ax.set_ylabel(label, fontsize=9)
+axes[0].set_title("GRPO's trust region, per update", fontsize=9)
+plt.tight_layout(); plt.show()
+print("GRPO's trust region, means over the run: " + ", ".join(
+    f"{key} {sum(grpo_history[key]) / len(grpo_history[key]):.4f}" for key in ["kl", "clip_fraction", "grad_norm"]))
 report("heldout_accuracy_before", base[0])
 report("heldout_accuracy_grpo", grpo_curve[-1][1])
 report("heldout_accuracy_rft", rft_curve[-1][1])
