@@ -284,8 +284,82 @@ def build(src: SourceNotebook, answers: dict[str, str]):
 
 
 def prelude(src: SourceNotebook) -> list[str]:
-    """The setup cells' code: the student's process runs it first, so answers find ``torch``, ``F``, ..."""
-    return [source_text(src.nb.cells[i]) for i in sorted(setup_indices(src.nb.cells))]
+    """The setup cells' code, then the course names they import that the sandbox's package lacks
+    (``given_names``): the student's process runs it first, so answers find ``torch``, ``F``, ``ABSTAIN``, ..."""
+    setup = [source_text(src.nb.cells[i]) for i in sorted(setup_indices(src.nb.cells))]
+    given = given_names(setup, set(src.exercises))
+    return setup + ([given] if given else [])
+
+
+def given_names(setup: list[str], exercises: set[str]) -> str:
+    """Code that defines the names the setup cells import from course modules the sandbox does not carry.
+
+    The notebook gives the student these names, so an honest answer may use them. Constants come as
+    literals (``ABSTAIN = "I don't know"``); functions of the answer key (``rlcourse.reference``) that the
+    setup imports from earlier notebooks come as their source, with the course functions they call
+    (transitively) and their modules' imports. Nothing else of those modules, and nothing that is, or
+    calls, one of this notebook's exercises.
+    """
+    import importlib
+
+    from . import sandbox
+
+    constants, functions = [], {}
+    for source in setup:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("rlcourse.")):
+                continue
+            module_name = node.module.split(".", 1)[1]
+            if module_name in sandbox.STUDENT_MODULES:
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                name, value = alias.asname or alias.name, getattr(module, alias.name, None)
+                if isinstance(value, (bool, int, float, str)):
+                    constants.append(f"{name} = {value!r}")
+                elif module_name == "reference" and callable(value) and alias.name not in exercises:
+                    closure = _course_functions(value)
+                    if not set(closure) & exercises:
+                        functions.update(closure)
+                        if name != alias.name:
+                            constants.append(f"{name} = {alias.name}")
+    if not functions:
+        return "\n".join(constants)
+    imports = sorted({line for imports, _, _ in functions.values() for line in imports})
+    values = list(dict.fromkeys(v for _, _, vs in functions.values() for v in vs))  # after the defs they name
+    return "\n".join([*imports, "", *(code + "\n" for _, code, _ in functions.values()), *values, *constants])
+
+
+def _course_functions(fn) -> dict[str, tuple[list[str], str, list[str]]]:
+    """``fn`` and every ``rlcourse`` function it calls, transitively: name -> (its module's absolute imports,
+    its source, the module-level assignments it reads)."""
+    import inspect
+
+    found, todo = {}, [fn]
+    while todo:
+        current = todo.pop(0)
+        if current.__name__ in found:
+            continue
+        module = inspect.getmodule(current)
+        tree = ast.parse(inspect.getsource(module))
+        imports = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+                   and not (isinstance(n, ast.ImportFrom) and (n.level or n.module == "__future__"))]
+        node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == current.__name__)
+        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        # module-level values it reads (a compiled pattern, an alias such as `_float = upcast`)
+        values = [n for n in tree.body if isinstance(n, ast.Assign)
+                  and {t.id for t in n.targets if isinstance(t, ast.Name)} & used]
+        used |= {n.id for v in values for n in ast.walk(v.value) if isinstance(n, ast.Name)}
+        found[current.__name__] = (imports, ast.unparse(node), [ast.unparse(v) for v in values])
+        for name in used:
+            value = module.__dict__.get(name)
+            if inspect.isfunction(value) and (value.__module__ or "").startswith("rlcourse."):
+                todo.append(value)
+    return found
 
 
 def top_level_names(source: str, definitions_only: bool = False) -> set[str]:
