@@ -873,6 +873,7 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
         check_private([("the course", course_root), ("the submissions", submissions), ("the output folder", out),
                        ("the nbgrader folder", nbgrader_dir), ("the gradebook's folder", db_dir),
                        *(("the grader's copy of the course package", p) for p in sandbox.must_not_see())])
+    sandbox.Cgroup.remove_stale()  # what a killed run left: its groups, and any process still in them
     state = out / ".grading"
     results_dir = state / "results"
     if fresh:

@@ -142,7 +142,7 @@ class StudentProcess:
         # without the sandbox the student's process works in its own empty HOME, never in the grader's workspace
         cwd = env["HOME"] if self.job.get("no_sandbox") else self.job.get("cwd") or "/"
         memory_gb = self.job.get("memory_gb", limits.MEMORY_GB)
-        self.cgroup = sandbox.Cgroup(f"rlcourse-{os.getpid()}-{self.starts}", int(memory_gb * 2**30), limits.PROCESSES)
+        self.cgroup = sandbox.Cgroup(f"{sandbox.Cgroup.PREFIX}{os.getpid()}-{self.starts}", int(memory_gb * 2**30), limits.PROCESSES)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
                                      cwd=cwd, preexec_fn=sandbox.limiter(memory_gb, self.job.get("cpu_seconds", limits.CPU_SECONDS),
                                                                          cgroup=self.cgroup))

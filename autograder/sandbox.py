@@ -280,10 +280,19 @@ class Cgroup:
     machine lets the grader make a control group (cgroup v1 or v2, as root); otherwise nothing, and
     the per-process limits of ``limiter`` remain."""
 
+    PREFIX = "rlcourse-"   # names are rlcourse-<the grader kernel's pid>-<start>
+
     def __init__(self, name: str, memory_bytes: int, pids: int):
         self.dirs: list[Path] = []
         wanted = {"memory": {"memory.limit_in_bytes": memory_bytes, "memory.max": memory_bytes},
                   "pids": {"pids.max": pids}}
+        for parent, controller in self._parents():
+            files = wanted.get(controller) or {k: v for files in wanted.values() for k, v in files.items()}
+            self._make(parent / name, files)
+
+    @staticmethod
+    def _parents() -> list[tuple[Path, str]]:
+        """Where this process may make its groups: (folder, controller; "" for cgroup v2)."""
         try:
             own = {}
             for line in Path("/proc/self/cgroup").read_text().splitlines():
@@ -291,15 +300,26 @@ class Cgroup:
                 for c in controllers.split(",") if controllers else [""]:
                     own[c] = path
             if Path("/sys/fs/cgroup/cgroup.controllers").exists():  # cgroup v2 only
-                base = Path("/sys/fs/cgroup") / own.get("", "/").lstrip("/")
-                self._make(base / name, {k: v for files in wanted.values() for k, v in files.items()})
-            else:
-                for controller, files in wanted.items():
-                    root = Path("/sys/fs/cgroup") / controller
-                    if root.is_dir():
-                        self._make(root / own.get(controller, "/").lstrip("/") / name, files)
+                return [(Path("/sys/fs/cgroup") / own.get("", "/").lstrip("/"), "")]
+            return [(Path("/sys/fs/cgroup") / c / own.get(c, "/").lstrip("/"), c) for c in ("memory", "pids")
+                    if (Path("/sys/fs/cgroup") / c).is_dir()]
         except (OSError, ValueError):
-            pass
+            return []
+
+    @classmethod
+    def remove_stale(cls) -> int:
+        """Remove the groups a grader that was killed left behind (their kernel's pid is gone), ending any
+        process still in them; returns how many. A run calls it before it starts."""
+        stale = cls.__new__(cls)
+        stale.dirs = []
+        for parent, _ in cls._parents():
+            for d in parent.glob(f"{cls.PREFIX}*-*") if parent.is_dir() else []:
+                pid = d.name[len(cls.PREFIX):].split("-")[0]
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    stale.dirs.append(d)
+        count = len(stale.dirs)
+        stale.remove()
+        return count
 
     def _make(self, path: Path, files: dict) -> None:
         try:

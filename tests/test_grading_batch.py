@@ -630,3 +630,23 @@ def test_a_run_the_grader_refuses_is_an_exception_and_the_command_line_exits_wit
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(GradingError, match="not a readable zip file"):
         grade_module._extract_zip(corrupt, tmp_path / "unzipped")
+
+
+def test_groups_a_killed_run_left_are_removed():
+    """Issue 26: a grader that is killed leaves its control groups (rlcourse-<kernel pid>-<n>) and whatever is
+    still in them; the next run removes the groups whose kernel is gone, and only those."""
+    from autograder import sandbox
+
+    gone = 4_000_000  # above any pid this machine hands out (pid_max is at most 2**22)
+    stale = sandbox.Cgroup(f"{sandbox.Cgroup.PREFIX}{gone}-1", 2**30, 16)
+    live = sandbox.Cgroup(f"{sandbox.Cgroup.PREFIX}{os.getpid()}-99", 2**30, 16)
+    if not stale.dirs:
+        live.remove()
+        pytest.skip("this machine does not let the grader make control groups")
+    try:
+        assert sandbox.Cgroup.remove_stale() >= len(stale.dirs)
+        assert not any(d.exists() for d in stale.dirs)
+        assert all(d.exists() for d in live.dirs)   # a running grader's groups stay
+    finally:
+        stale.remove()
+        live.remove()
