@@ -93,7 +93,7 @@ def test_the_test_import_path_has_no_clashing_names():
     assert folders and all(f.is_dir() for f in folders), folders
     assert all(str(f) in sys.path for f in folders), "pytest put the pythonpath folders on sys.path"
     owners = {}
-    for folder in [ROOT, *folders]:  # ROOT: `python -m pytest` from the repository root puts it first
+    for folder in dict.fromkeys([ROOT, *folders]):  # ROOT: on the path itself, and `python -m pytest` puts it first
         for name in _top_level_modules(folder):
             owners.setdefault(name, []).append(folder.relative_to(ROOT).as_posix() or ".")
     clashes = {name: where for name, where in owners.items() if len(where) > 1 and name != "conftest"}
