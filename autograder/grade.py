@@ -54,6 +54,8 @@ GRADER_ERROR = "grader_error"
 GRADER_ERROR_NOTE = "the grader failed on this notebook; it will be regraded: no points were taken"
 STUDENT_EVENTS = {"timeout", "cell_timeout", "crashed", "memory", "protocol", "load_error"}  # what the student's process did
 SANDBOX_UID_BASE = 61000  # unprivileged uids, not in /etc/passwd: one per parallel worker
+UID_BLOCK = 100           # uids a run holds, from SANDBOX_UID_BASE + k * UID_BLOCK (at most this many workers)
+UID_LOCKS = Path("/tmp")  # where runs say which block they hold (not TMPDIR: every run must see the same folder)
 IGNORED_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 
 
@@ -522,7 +524,7 @@ class Worker:
 
     def __init__(self, opts, slot: int):
         self.opts, self.proc = opts, None
-        self.uid = SANDBOX_UID_BASE + slot  # the user its students' code runs as: one per parallel worker
+        self.uid = getattr(opts, "uid_base", SANDBOX_UID_BASE) + slot  # its students run as this uid: one per worker
         self.log_path = Path(opts.tmp) / f"worker-{slot}.log"
         self.job_start = 0  # where the current job's part of the log begins
         self.returncode = None  # how the process ended, once it has in the current job
@@ -850,6 +852,8 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     layout.interpreter_on_path()  # nbgrader's Gradebook runs `alembic` when it creates a database
     if not submissions.exists():
         raise GradingError(f"{submissions}: no such file or folder")
+    if workers > UID_BLOCK:
+        raise GradingError(f"at most {UID_BLOCK} workers (each runs its students as a uid of its own), not {workers}")
     if not no_sandbox:
         try:
             sandbox.check_available()
@@ -889,6 +893,7 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                               stubs={k: release_answers(course_root, s) for k, s in sources.items()})
     _CACHE.clear()
     _CACHE_LOCKS.clear()
+    opts.uid_base, uid_lock = hold_uid_block()
     try:
         opts.template_db = prepare_gradebooks(course_root, course, db_url, state, tmp)
         try:
@@ -974,10 +979,38 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
                       f"grader_notes column of grades.csv): run the same command again to grade them")
         return rows
     finally:
+        uid_lock.unlink(missing_ok=True)
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
         if getattr(opts, "area", tmp) != tmp:
             shutil.rmtree(opts.area, ignore_errors=True)
+
+
+def hold_uid_block(locks: Path = UID_LOCKS) -> tuple[int, Path]:
+    """The first block of UID_BLOCK uids that no other grading run on this machine holds, and its lock file.
+
+    Two runs at once must not share uids: a student's process-count limit and, without the sandbox, the
+    clean-up of what a uid left in /tmp are per uid. A run holds its block by a lock file naming its pid
+    (made with O_EXCL); a lock whose pid is gone is taken over. The caller removes the lock when it ends.
+    """
+    for base in range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + 400 * UID_BLOCK, UID_BLOCK):
+        lock = locks / f"rlcourse-grading-uids-{base}.lock"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                try:
+                    pid = lock.read_text().strip()
+                except OSError:
+                    break
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():  # its run was killed
+                    lock.unlink(missing_ok=True)
+                    continue
+                break
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            return base, lock
+    raise GradingError(f"no free block of grading uids: too many runs hold one (lock files in {locks})")
 
 
 def check_private(paths: list) -> None:

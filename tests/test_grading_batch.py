@@ -650,3 +650,19 @@ def test_groups_a_killed_run_left_are_removed():
     finally:
         stale.remove()
         live.remove()
+
+
+def test_two_runs_at_once_never_share_uids(tmp_path):
+    """Issue 26: every run took uids 61000 + slot, so two runs at once on one machine shared them (one run's
+    clean-up of a uid's files could hit the other's students). A run holds a block of uids by a lock file;
+    a second run takes the next block; a block whose run is gone (killed) is taken over."""
+    from autograder.grade import SANDBOX_UID_BASE, UID_BLOCK, hold_uid_block
+
+    first, lock1 = hold_uid_block(tmp_path)
+    second, lock2 = hold_uid_block(tmp_path)
+    assert (first, second) == (SANDBOX_UID_BASE, SANDBOX_UID_BASE + UID_BLOCK)
+    assert lock1.read_text() == str(os.getpid())
+    lock1.unlink()
+    assert hold_uid_block(tmp_path)[0] == first        # free again once its run ended
+    lock2.write_text("4000000")                          # a run that was killed (no such pid)
+    assert hold_uid_block(tmp_path)[0] == second
