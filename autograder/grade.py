@@ -524,7 +524,7 @@ class Worker:
 
     def __init__(self, opts, slot: int):
         self.opts, self.proc = opts, None
-        self.uid = getattr(opts, "uid_base", SANDBOX_UID_BASE) + slot  # its students run as this uid: one per worker
+        self.uid = opts.uid_base + slot  # the user its students' code runs as: one per parallel worker
         self.log_path = Path(opts.tmp) / f"worker-{slot}.log"
         self.job_start = 0  # where the current job's part of the log begins
         self.returncode = None  # how the process ended, once it has in the current job

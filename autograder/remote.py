@@ -142,10 +142,11 @@ class StudentProcess:
         # without the sandbox the student's process works in its own empty HOME, never in the grader's workspace
         cwd = env["HOME"] if self.job.get("no_sandbox") else self.job.get("cwd") or "/"
         memory_gb = self.job.get("memory_gb", limits.MEMORY_GB)
-        self.cgroup = sandbox.Cgroup(f"{sandbox.Cgroup.PREFIX}{os.getpid()}-{self.starts}", int(memory_gb * 2**30), limits.PROCESSES)
+        self.cgroup = sandbox.Cgroup(f"{sandbox.Cgroup.PREFIX}{os.getpid()}-{self.starts}", int(memory_gb * 2**30),
+                                     limits.PROCESSES)
+        limit = sandbox.limiter(memory_gb, self.job.get("cpu_seconds", limits.CPU_SECONDS), cgroup=self.cgroup)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                                     cwd=cwd, preexec_fn=sandbox.limiter(memory_gb, self.job.get("cpu_seconds", limits.CPU_SECONDS),
-                                                                         cgroup=self.cgroup))
+                                     cwd=cwd, preexec_fn=limit)
         log.close()
         for f in (self.proc.stdin, self.proc.stdout):
             os.set_blocking(f.fileno(), False)

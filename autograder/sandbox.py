@@ -27,6 +27,8 @@ import signal
 import sys
 from pathlib import Path
 
+from . import limits
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # helper modules a student's code may import in the sandbox: no answer key (reference), no training
@@ -310,16 +312,10 @@ class Cgroup:
     def remove_stale(cls) -> int:
         """Remove the groups a grader that was killed left behind (their kernel's pid is gone), ending any
         process still in them; returns how many. A run calls it before it starts."""
-        stale = cls.__new__(cls)
-        stale.dirs = []
-        for parent, _ in cls._parents():
-            for d in parent.glob(f"{cls.PREFIX}*-*") if parent.is_dir() else []:
-                pid = d.name[len(cls.PREFIX):].split("-")[0]
-                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                    stale.dirs.append(d)
-        count = len(stale.dirs)
-        stale.remove()
-        return count
+        stale = [d for parent, _ in cls._parents() if parent.is_dir() for d in parent.glob(f"{cls.PREFIX}*-*")
+                 if (pid := d.name[len(cls.PREFIX):].split("-")[0]).isdigit() and not Path(f"/proc/{pid}").exists()]
+        _end_and_remove(stale)
+        return len(stale)
 
     def _make(self, path: Path, files: dict) -> None:
         try:
@@ -344,26 +340,32 @@ class Cgroup:
     def remove(self) -> None:
         """End every process left in the groups (without the sandbox's PID namespace, a daemon that left the
         process group would outlive its student and meet the next), then remove them."""
-        import time
-
-        for d in self.dirs:
-            for _ in range(50):
-                try:
-                    for pid in (d / "cgroup.procs").read_text().split():
-                        os.kill(int(pid), signal.SIGKILL)
-                except (OSError, ValueError):
-                    pass
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+        _end_and_remove(self.dirs)
         self.dirs = []
 
 
-def limiter(memory_gb: float, cpu_seconds: int, processes: int = 128, file_mb: int = 64, cgroup: Cgroup | None = None):
+def _end_and_remove(dirs: list[Path]) -> None:
+    """Kill every process in each control group, then remove the group (it can be removed once empty)."""
+    import time
+
+    for d in dirs:
+        for _ in range(50):
+            try:
+                for pid in (d / "cgroup.procs").read_text().split():
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
+
+
+def limiter(memory_gb: float, cpu_seconds: int, processes: int = limits.PROCESSES, file_mb: int = 64,
+            cgroup: Cgroup | None = None):
     """preexec_fn for the sandbox: its own session and resource limits (inherited by everything inside)."""
     def apply():
         os.setsid()

@@ -444,7 +444,7 @@ def abstention_value(free: list[list[str]], forced: list[list[str]], problems: l
     """
     w = float(wrong_penalty)
     p_own = [sum(last_integer(t) == p.answer for t in texts) / len(texts) for texts, p in zip(forced, problems)]
-    rate = [sum(map(abstains, texts)) / len(texts) for texts in free]
+    rate = abstain_stats(free, problems)["abstain_rate"]
 
     def reward(text, problem):
         return 0.0 if abstains(text) else (1.0 if last_integer(text) == problem.answer else -w)

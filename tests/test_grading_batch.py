@@ -263,7 +263,8 @@ def test_a_worker_that_dies_leaves_its_real_error_in_the_grader_notes(tmp_path, 
     (tmp_path / "template.db").write_bytes(b"")
     opts = argparse.Namespace(timeout=60, cell_timeout=10, memory_gb=1.0, keep=False, tmp=tmp_path, cache=False,
                               no_sandbox=False, call_seconds=5, cpu_seconds=60, threads=1, stubs={},
-                              template_db=tmp_path / "template.db", sandbox_root=tmp_path / "sandbox")
+                              template_db=tmp_path / "template.db", sandbox_root=tmp_path / "sandbox",
+                              uid_base=grading.SANDBOX_UID_BASE)
     try:
         outcomes = [grading.run_item(grading.Item(f"s{i}", "demo", "demo", notebook({"sft_loss": SFT_OK}).encode()),
                                      src, opts) for i in range(2)]
