@@ -307,7 +307,7 @@ def given_names(setup: list[str], exercises: set[str]) -> str:
     constants, functions = [], {}
     for source in setup:
         try:
-            tree = ast.parse(source)
+            tree = parse(source)
         except SyntaxError:
             continue
         for node in ast.walk(tree):
@@ -345,7 +345,7 @@ def _course_functions(fn) -> dict[str, tuple[list[str], str, list[str]]]:
         if current.__name__ in found:
             continue
         module = inspect.getmodule(current)
-        tree = ast.parse(inspect.getsource(module))
+        tree = parse(inspect.getsource(module))
         imports = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
                    and not (isinstance(n, ast.ImportFrom) and (n.level or n.module == "__future__"))]
         node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == current.__name__)

@@ -99,6 +99,19 @@ def test_answers_that_use_given_names_get_full_marks(tmp_path):
     rows = {n["assignment"]: n for n in result["notebooks"]}
     for assignment, exercise in [("07_agents", "abstain_reward"), ("03_actor_critic", "actor_critic_loss")]:
         row = rows[assignment]
-        assert row["points"][exercise] == row["max_points"][exercise], (assignment, row["points"], row["notes"])
+        assert row["points"][exercise] == row["max_points"][exercise], (assignment, row["points"], row["notes"],
+                                                                         (tmp_path / "out" / "grades.csv").read_text())
         assert row["total"] == row["max"], (assignment, row["points"], row["notes"])
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_the_grader_parses_python_only_under_its_lock():
+    """CPython 3.11's ``ast.parse`` is not safe in two threads at once (``SystemError: AST constructor
+    recursion depth mismatch``, seen once in CI grading 07 beside 03): the grader's threads parse through
+    ``notebooks.parse``, which holds a lock. The student's own process (student_server) is single-threaded."""
+    import re
+
+    threaded = [p for p in (REPO_ROOT / "autograder").glob("*.py") if p.name != "student_server.py"]
+    calls = {p.name: len(re.findall(r"\bast\.parse\(", p.read_text())) for p in threaded}
+    assert calls.pop("notebooks.py") == 1, "notebooks.parse is the one place that calls ast.parse"
+    assert not any(calls.values()), calls
