@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import json
 import re
 import textwrap
@@ -294,17 +295,23 @@ def prelude(src: SourceNotebook) -> list[str]:
 def given_names(setup: list[str], exercises: set[str]) -> str:
     """Code that defines the names the setup cells import from course modules the sandbox does not carry.
 
-    The notebook gives the student these names, so an honest answer may use them. Constants come as
-    literals (``ABSTAIN = "I don't know"``); functions of the answer key (``rlcourse.reference``) that the
-    setup imports from earlier notebooks come as their source, with the course functions they call
-    (transitively) and their modules' imports. Nothing else of those modules, and nothing that is, or
-    calls, one of this notebook's exercises.
+    The notebook gives the student these names, so an honest answer may use them, as it could in Jupyter.
+    Constants come as literals (``ABSTAIN = "I don't know"``); functions and classes (helpers such as
+    ``masked_whiten`` or ``optimizer_step``, earlier notebooks' answer-key functions such as
+    ``reinforce_loss``) come as their source, with the course definitions they use (transitively) and
+    their modules' imports. Nothing else of those modules, and nothing that is, or uses, one of this
+    notebook's exercises: ``answer_rewards`` (which calls ``answer_reward``) is not given in 05.
     """
+    return _given_names(tuple(setup), frozenset(exercises))
+
+
+@functools.lru_cache(maxsize=64)
+def _given_names(setup: tuple[str, ...], exercises: frozenset[str]) -> str:
     import importlib
 
     from . import sandbox
 
-    constants, functions = [], {}
+    constants, definitions = [], {}
     for source in setup:
         try:
             tree = parse(source)
@@ -313,53 +320,92 @@ def given_names(setup: list[str], exercises: set[str]) -> str:
         for node in ast.walk(tree):
             if not (isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("rlcourse.")):
                 continue
-            module_name = node.module.split(".", 1)[1]
-            if module_name in sandbox.STUDENT_MODULES:
+            if node.module.split(".", 1)[1] in sandbox.STUDENT_MODULES:
                 continue
             module = importlib.import_module(node.module)
             for alias in node.names:
                 name, value = alias.asname or alias.name, getattr(module, alias.name, None)
                 if isinstance(value, (bool, int, float, str)):
                     constants.append(f"{name} = {value!r}")
-                elif module_name == "reference" and callable(value) and alias.name not in exercises:
-                    closure = _course_functions(value)
+                elif _is_course_definition(value) and value.__name__ not in exercises:
+                    closure = _course_definitions(value)
                     if not set(closure) & exercises:
-                        functions.update(closure)
-                        if name != alias.name:
-                            constants.append(f"{name} = {alias.name}")
-    if not functions:
+                        definitions.update(closure)
+                        if name != value.__name__:
+                            constants.append(f"{name} = {value.__name__}")
+    if not definitions:
         return "\n".join(constants)
-    imports = sorted({line for imports, _, _ in functions.values() for line in imports})
-    values = list(dict.fromkeys(v for _, _, vs in functions.values() for v in vs))  # after the defs they name
-    return "\n".join([*imports, "", *(code + "\n" for _, code, _ in functions.values()), *values, *constants])
+    imports = sorted({line for d in definitions.values() for line in d.imports})
+    values = list(dict.fromkeys(v for d in definitions.values() for v in d.values))
+    early = [v for v in values if not top_level_names_used(v) & set(definitions)]  # e.g. a compiled pattern
+    late = [v for v in values if v not in early]  # e.g. an alias `_float = upcast`, after the def it names
+    codes = [d.code + "\n" for d in reversed(definitions.values())]  # what a class builds on, before it
+    return "\n".join([*imports, "", *early, *codes, *late, *constants])
 
 
-def _course_functions(fn) -> dict[str, tuple[list[str], str, list[str]]]:
-    """``fn`` and every ``rlcourse`` function it calls, transitively: name -> (its module's absolute imports,
-    its source, the module-level assignments it reads)."""
+def top_level_names_used(source: str) -> set[str]:
+    return {n.id for n in ast.walk(parse(source)) if isinstance(n, ast.Name)}
+
+
+def _is_course_definition(value) -> bool:
     import inspect
 
-    found, todo = {}, [fn]
+    return (inspect.isfunction(value) or inspect.isclass(value)) and (value.__module__ or "").startswith("rlcourse.")
+
+
+@dataclass
+class _Definition:
+    imports: list[str]  # its module's absolute imports
+    code: str           # its source, annotations of functions dropped (they may name classes not given)
+    values: list[str]   # the module-level assignments it reads
+
+
+@functools.lru_cache(maxsize=None)
+def _module_tree(module_name: str) -> ast.Module:
+    import importlib
+    import inspect
+
+    return parse(inspect.getsource(importlib.import_module(module_name)))
+
+
+def _course_definitions(obj) -> dict[str, _Definition]:
+    """``obj`` (a function or class) and every ``rlcourse`` function or class it uses, transitively."""
+    import inspect
+
+    found, todo = {}, [obj]
     while todo:
         current = todo.pop(0)
         if current.__name__ in found:
             continue
         module = inspect.getmodule(current)
-        tree = parse(inspect.getsource(module))
+        tree = _module_tree(module.__name__)
         imports = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
                    and not (isinstance(n, ast.ImportFrom) and (n.level or n.module == "__future__"))]
-        node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == current.__name__)
+        node = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == current.__name__)
+        node = _without_annotations(node)
         used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
         # module-level values it reads (a compiled pattern, an alias such as `_float = upcast`)
         values = [n for n in tree.body if isinstance(n, ast.Assign)
                   and {t.id for t in n.targets if isinstance(t, ast.Name)} & used]
         used |= {n.id for v in values for n in ast.walk(v.value) if isinstance(n, ast.Name)}
-        found[current.__name__] = (imports, ast.unparse(node), [ast.unparse(v) for v in values])
-        for name in used:
-            value = module.__dict__.get(name)
-            if inspect.isfunction(value) and (value.__module__ or "").startswith("rlcourse."):
-                todo.append(value)
+        found[current.__name__] = _Definition(imports, ast.unparse(node), [ast.unparse(v) for v in values])
+        todo += [v for v in map(module.__dict__.get, sorted(used)) if _is_course_definition(v)]
     return found
+
+
+def _without_annotations(node):
+    """A copy of a def or class whose function annotations are gone and whose field annotations are strings:
+    the course modules postpone annotations (``from __future__ import annotations``), the given code does not."""
+    node = copy.deepcopy(node)
+    for n in ast.walk(node):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n.returns = None
+            for a in [*n.args.posonlyargs, *n.args.args, *n.args.kwonlyargs, n.args.vararg, n.args.kwarg]:
+                if a is not None:
+                    a.annotation = None
+        elif isinstance(n, ast.AnnAssign):
+            n.annotation = ast.Constant(ast.unparse(n.annotation))
+    return node
 
 
 def top_level_names(source: str, definitions_only: bool = False) -> set[str]:

@@ -3,7 +3,8 @@
 The sandbox's copy of ``rlcourse`` has no answer key and no training plumbing, so a setup line such as
 ``from rlcourse.agents import ABSTAIN`` or ``from rlcourse.reference import reinforce_loss`` fails there.
 The grader gives those names to the student's process as code (``autograder.notebooks.given_names``):
-constants as literals, earlier notebooks' answer-key functions with the course functions they call.
+constants as literals; helpers, classes and earlier notebooks' answer-key functions as source, with the
+course definitions they use (never one that is or uses an exercise of the notebook).
 Checked here: that code runs in a namespace without ``rlcourse``, defines the names, computes what the
 course's own functions compute, never defines the notebook's exercises; and end to end, honest answers
 that use such a name get full marks.
@@ -50,8 +51,12 @@ def test_given_names_run_without_the_course_package(assignment):
     assert not set(namespace) & set(src.exercises), "never one of this notebook's exercises"
     for module, name, as_name in imported_from_outside_the_sandbox(setup_of(src)):
         value = getattr(__import__(module, fromlist=[name]), name)
-        if isinstance(value, (bool, int, float, str)) or module == "rlcourse.reference":
+        if isinstance(value, (bool, int, float, str)):
             assert as_name in namespace, f"{assignment}: {module}.{name} is not given"
+        elif set(nbs._course_definitions(value)) & set(src.exercises):
+            assert as_name not in namespace, f"{assignment}: {module}.{name} uses an exercise, yet it is given"
+        else:
+            assert callable(namespace.get(as_name)), f"{assignment}: {module}.{name} is not given"
 
 
 def test_given_names_compute_what_the_course_computes():
@@ -70,10 +75,32 @@ def test_given_names_compute_what_the_course_computes():
     assert torch.equal(given["07_agents"]["kl_k3"](a, b), reference.kl_k3(a, b))
 
 
+def test_given_helpers_compute_what_the_course_computes():
+    """Helpers and classes of the plumbing, not only answer-key functions: 04's ``masked_whiten``, 05's
+    ``trust_region_stats``, ``Rollout`` (a dataclass) and ``subset``, 07's ``abstains``."""
+    from rlcourse import core, rollout
+
+    given = {a: {} for a in ("04_ppo_rlhf", "05_grpo", "07_agents")}
+    for assignment, namespace in given.items():
+        src = COURSE[assignment][0]
+        exec(compile(nbs.given_names(setup_of(src), set(src.exercises)), "<given>", "exec"), namespace)  # noqa: S102
+    torch.manual_seed(0)
+    x, mask = torch.randn(3, 5), (torch.rand(3, 5) > 0.3).float()
+    assert torch.equal(given["04_ppo_rlhf"]["masked_whiten"](x, mask), core.masked_whiten(x, mask))
+    old, new = torch.randn(3, 5), torch.randn(3, 5)
+    assert given["05_grpo"]["trust_region_stats"](old, new, mask, 0.2) == core.trust_region_stats(old, new, mask, 0.2)
+    fields = (["a", "b"], torch.tensor([[0, 5], [6, 7]]), torch.tensor([[0, 1], [1, 1]]), torch.tensor([[1, 2], [3, 0]]),
+              torch.tensor([[1.0, 1.0], [1.0, 0.0]]), ["x", "y"])
+    ours, course = given["05_grpo"]["subset"](given["05_grpo"]["Rollout"](*fields), [1]), rollout.subset(rollout.Rollout(*fields), [1])
+    assert torch.equal(ours.input_ids, course.input_ids) and ours.texts == course.texts == ["y"]
+    assert "answer_rewards" not in given["05_grpo"], "answer_rewards calls 05's exercise answer_reward: never given"
+    for text in ["1 + 1 = 2. I don't know", "I don't know\nThe answer is 2.", ""]:
+        assert given["07_agents"]["abstains"](text) == agents.abstains(text)
+
+
 ABSTAIN_ANSWER = '''def abstain_reward(completion, answer, wrong_penalty=1.0):
     import re
-    lines = completion.strip().splitlines()
-    if lines and ABSTAIN in lines[-1]:
+    if abstains(completion, ABSTAIN):   # a helper and a constant the setup imports
         return 0.0
     numbers = re.findall(r"-?\\d+", completion)
     return 1.0 if numbers and int(numbers[-1]) == int(answer) else -float(wrong_penalty)
