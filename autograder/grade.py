@@ -634,6 +634,7 @@ def execute(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts):
             detail = str(exc) if isinstance(exc, GraderFault) else f"{type(exc).__name__}: {exc}"
             grader_notes.append(f"attempt {attempt} of {GRADER_ATTEMPTS}: {detail.strip()}")
             _worker(opts).stop()  # the next attempt gets a fresh worker, and with it a fresh kernel and ports
+            sandbox.Cgroup.remove_stale()  # a kernel killed at its memory bound left its group
     else:
         points, tags, notes, feedback, autograded, peak = dict(zero), {GRADER_ERROR}, [GRADER_ERROR_NOTE], None, None, None
     if opts.no_sandbox:
@@ -690,6 +691,7 @@ def _run_once(item: Item, src: nbs.SourceNotebook, ex: nbs.Extracted, opts, nb, 
             "sandbox_root": str(opts.sandbox_root), "no_sandbox": opts.no_sandbox, "log": str(ws / "student.log"),
             "cwd": str(ws), "prelude": nbs.prelude(src), "cells": ex.cells, "names": sorted(src.exercises),
             "hidden": hidden, "threads": opts.threads, "memory_gb": opts.memory_gb,
+            "kernel_memory_gb": opts.kernel_memory_gb,
             "cpu_seconds": opts.cpu_seconds, "call_seconds": opts.call_seconds,
             # the student's cells must have run before the first test cell's time limit: answer cells always
             # run, the cells they added only within the load budget
@@ -839,13 +841,43 @@ def _hash_tree(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stat_tree(path: Path) -> str:
+    """What a write to the tree would change without reading it: each file's name, size, inode and change
+    time (``st_ctime_ns``, which every write or ``utime`` moves and no user can set back)."""
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        h.update(f"{p.relative_to(path)}\0{st.st_mode}\0{st.st_size}\0{st.st_ino}\0{st.st_ctime_ns}\0".encode())
+    return h.hexdigest()
+
+
+class TreeGuard:
+    """A folder the students' code must never change (the course's solutions, the submissions): hashed once,
+    then checked after each notebook by its files' metadata (a stat per file, not a read of every byte: the
+    hash of 200 students' submissions after each of their notebooks took most of an hour); the contents are
+    hashed again only when the metadata moved."""
+
+    def __init__(self, path: Path):
+        self.path, self.digest, self.stat = path, _hash_tree(path), _stat_tree(path)
+
+    def changed(self) -> bool:
+        stat = _stat_tree(self.path)
+        if stat == self.stat:
+            return False
+        self.stat = stat
+        return _hash_tree(self.path) != self.digest
+
+
 # ----------------------------------------------------------------------------- the batch
 def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | None = None,
           workers: int = limits.WORKERS, timeout: float = limits.NOTEBOOK_SECONDS, cell_timeout: int | None = None,
           memory_gb: float = limits.MEMORY_GB, keep: bool = False,
           quiet: bool = False, cache: bool = True, no_sandbox: bool = False, nbgrader_dir: Path | None = None,
           call_seconds: float = limits.CALL_SECONDS, cpu_seconds: int = limits.CPU_SECONDS,
-          fresh: bool = False) -> list[dict]:
+          fresh: bool = False, kernel_memory_gb: float = limits.KERNEL_MEMORY_GB) -> list[dict]:
     from tqdm import tqdm
 
     submissions, out, course_root = Path(submissions).resolve(), Path(out).resolve(), Path(course_root).resolve()
@@ -887,7 +919,7 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
     tmp.mkdir(parents=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     opts = argparse.Namespace(timeout=timeout, cell_timeout=cell_timeout or cell_timeout_default(),
-                              memory_gb=memory_gb, keep=keep, tmp=tmp, cache=cache, no_sandbox=no_sandbox,
+                              memory_gb=memory_gb, kernel_memory_gb=kernel_memory_gb, keep=keep, tmp=tmp, cache=cache, no_sandbox=no_sandbox,
                               call_seconds=call_seconds, cpu_seconds=cpu_seconds,
                               threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
                               stubs={k: release_answers(course_root, s) for k, s in sources.items()})
@@ -903,9 +935,9 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
         opts.sandbox_root = sandbox.prepare_root(area / ("grader" if no_sandbox else "sandbox"))
         items, skipped = collect(submissions, course, tmp)
         _write_not_graded(out, skipped)
-        guarded = {"solutions": (course_root / layout.SOURCE_DIR, _hash_tree(course_root / layout.SOURCE_DIR))}
+        guarded = {"solutions": TreeGuard(course_root / layout.SOURCE_DIR)}
         if submissions.is_dir():
-            guarded["submissions"] = (submissions, _hash_tree(submissions))
+            guarded["submissions"] = TreeGuard(submissions)
         t0 = time.time()
         outcomes: dict[str, Outcome] = {}
         todo = []
@@ -927,8 +959,8 @@ def grade(submissions: Path, out: Path, course_root: Path = REPO, db_url: str | 
 
         def finish(key: str, outcome: Outcome) -> None:
             src = sources[(outcome.assignment, outcome.notebook)]
-            for what, (path, digest) in guarded.items():
-                if _hash_tree(path) != digest:
+            for what, guard in guarded.items():
+                if guard.changed():
                     outcome.tags = sorted(set(outcome.tags) | {"error"})
                     outcome.notes.append(f"{what} changed while this notebook ran: check the grading machine")
             record(db_url, course_id(), outcome, src)
@@ -1100,6 +1132,9 @@ def main(argv=None) -> int:
                    help="seconds per call of a student's function")
     p.add_argument("--memory-gb", type=float, default=limits.MEMORY_GB, help="address-space limit of the student's process")
     p.add_argument("--cpu-seconds", type=int, default=limits.CPU_SECONDS, help="CPU-time limit of the student's process")
+    p.add_argument("--kernel-memory-gb", type=float, default=limits.KERNEL_MEMORY_GB,
+                   help="memory limit of the grader's own kernel, where the machine allows a control group "
+                        "(past it the notebook is regraded, never scored against the student)")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run student code without the OS sandbox (every report says so)")
     p.add_argument("--fresh", action="store_true", help="grade everything again (ignore results of earlier runs)")
@@ -1113,7 +1148,8 @@ def main(argv=None) -> int:
     try:
         grade(a.submissions, a.out, a.course_root, a.db, a.workers, a.timeout, a.cell_timeout, a.memory_gb, a.keep,
               a.quiet, cache=not a.no_cache, no_sandbox=a.no_sandbox, nbgrader_dir=a.nbgrader_dir,
-              call_seconds=a.call_timeout, cpu_seconds=a.cpu_seconds, fresh=a.fresh)
+              call_seconds=a.call_timeout, cpu_seconds=a.cpu_seconds, fresh=a.fresh,
+              kernel_memory_gb=a.kernel_memory_gb)
     except GradingError as exc:
         raise SystemExit(str(exc)) from None   # the message on stderr, exit status 1
     return 0

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from . import remote
+from . import limits, remote, sandbox
 
 
 class HiddenTestFailed(AssertionError):
@@ -25,6 +25,9 @@ class Grading:
     def __init__(self, shell, job_file: Path):
         self.shell = shell
         self.job = json.loads(job_file.read_text())
+        # the kernel's own bound: a group of its own (where the machine allows one), before its student starts
+        bound = int(float(self.job.get("kernel_memory_gb", limits.KERNEL_MEMORY_GB)) * 2**30)
+        self.cgroup = sandbox.Cgroup.confine_self(f"{sandbox.Cgroup.PREFIX}{os.getpid()}-kernel", bound)
         self.student = remote.StudentProcess(self.job, job_file.with_name("events.jsonl"))
         self.student.start()  # the sandbox starts while the setup cells run
 
@@ -76,7 +79,9 @@ class Grading:
 
         self.student.stop()
         peak = {"kernel": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "kernel_bounded": self.cgroup.peak_mb(),  # what it allocated under its bound
                 "student": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+        self.cgroup.leave()
         Path(self.job["log"]).with_name("peak.json").write_text(json.dumps(peak))
 
 

@@ -8,6 +8,8 @@ import os
 
 CALL_SECONDS = 60.0        # one call of a student's function (wall clock)
 MEMORY_GB = 4.0            # address space of the student's process
+KERNEL_MEMORY_GB = 1.0     # what the grader's own kernel may allocate once it starts grading (its control
+                           # group): about 30 MB for each of the course's notebooks
 CPU_SECONDS = 600          # CPU time of the student's process
 PROCESSES = 128            # processes the student's process may start (its cgroup's pids.max)
 NOTEBOOK_SECONDS = 900.0   # one notebook's whole run

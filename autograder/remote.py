@@ -43,6 +43,12 @@ PLAIN_EXCEPTIONS = {name: getattr(builtins, name) for name in (
     "FileNotFoundError", "Exception")}
 
 
+def out_of_memory(name: str, message: str) -> bool:
+    """An error that says the student's process ran out of memory: Python's MemoryError, or torch's allocator
+    failing (a RuntimeError "... can't allocate memory ..." on the CPU, OutOfMemoryError on a GPU)."""
+    return name in ("MemoryError", "OutOfMemoryError") or (name == "RuntimeError" and "can't allocate memory" in message)
+
+
 class StudentError(Exception):
     """An exception of a type of the student's own (its name and message are in the text)."""
 
@@ -219,7 +225,7 @@ class StudentProcess:
 
     def report_load_errors(self, errors: dict) -> None:
         """Each cell that failed while the student's process ran the notebook: an event naming the cell and the
-        error type. An answer cell's is the student's (its time limit a ``cell_timeout``, a MemoryError ``memory``,
+        error type. An answer cell's is the student's (its time limit a ``cell_timeout``, running out of memory ``memory``,
         the rest ``load_error``); a cell the student added is a note only (``added_cell_error``: a scratch cell
         left broken is honest work, and Jupyter runs the cells after it too)."""
         answers = {str(c.get("id")) for c in self.job.get("cells", []) if c.get("exercise")}
@@ -229,8 +235,11 @@ class StudentProcess:
             if (cell_id, kind_name) in self.reported:
                 continue
             self.reported.add((cell_id, kind_name))
-            kind = {"CellTimeout": "cell_timeout", "MemoryError": "memory"}.get(kind_name, "load_error") \
-                if str(cell_id) in answers else "added_cell_error"
+            if str(cell_id) not in answers:
+                kind = "added_cell_error"
+            else:
+                kind = "memory" if out_of_memory(kind_name, message) else \
+                    {"CellTimeout": "cell_timeout"}.get(kind_name, "load_error")
             what = "was not run: the cells before it used up the load time" if kind_name == "Skipped" else \
                 f"raised {kind_name} while your notebook loaded{f' ({message})' if message else ''}"
             self.event(kind, f"{self.cell_label(cell_id)} {what}; the cells after it still ran", exercise="")
@@ -322,8 +331,8 @@ class StudentProcess:
             name, message, where = (str(x) for x in error)
         except (TypeError, ValueError):
             self._protocol(f"a malformed error {str(error)[:100]}")
-        if name == "MemoryError":
-            self.event("memory", f"{self.current}: MemoryError")
+        if out_of_memory(name, message):
+            self.event("memory", f"{self.current}: {name} (out of memory)")
         cls = PLAIN_EXCEPTIONS.get(name)
         exc = cls(message) if cls is not None else StudentError(f"{name}: {message}")
         exc.student_type = name

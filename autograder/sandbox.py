@@ -20,6 +20,7 @@ folder; the grader keeps everything else of its own unreadable to that uid (auto
 """
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import shutil
@@ -292,9 +293,41 @@ class Cgroup:
             files = wanted.get(controller) or {k: v for files in wanted.values() for k, v in files.items()}
             self._make(parent / name, files)
 
+    @classmethod
+    def confine_self(cls, name: str, memory_bytes: int, pids: int = 4096) -> "Cgroup":
+        """Move this process into a group of its own (the grader's kernel: its memory bound). Past the bound
+        the kernel is killed, and the grader counts that as its own fault, never the student's. The groups
+        this process makes afterwards (its student's) are made beside it, not inside it."""
+        cls._parents()  # where they go is fixed now, before the move
+        group = cls(name, memory_bytes, pids)
+        group.enter()
+        return group
+
+    def peak_mb(self) -> float | None:
+        """The most memory the group's processes have held at once since it was made (MB), where it is known."""
+        for d in self.dirs:
+            for name in ("memory.peak", "memory.max_usage_in_bytes"):
+                try:
+                    return int((d / name).read_text()) / 2**20
+                except (OSError, ValueError):
+                    pass
+        return None
+
+    def leave(self) -> None:
+        """Move this process back to the group it came from and remove its own (empty now)."""
+        for d in self.dirs:
+            try:
+                (d.parent / "cgroup.procs").write_text(str(os.getpid()))
+                d.rmdir()
+            except OSError:
+                pass
+        self.dirs = []
+
     @staticmethod
+    @functools.lru_cache(maxsize=1)
     def _parents() -> list[tuple[Path, str]]:
-        """Where this process may make its groups: (folder, controller; "" for cgroup v2)."""
+        """Where this process may make its groups: (folder, controller; "" for cgroup v2), as it was when
+        first asked (a kernel that moved into its own group still makes its student's beside it)."""
         try:
             own = {}
             for line in Path("/proc/self/cgroup").read_text().splitlines():

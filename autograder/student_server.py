@@ -41,11 +41,17 @@ class CappedOutput:
         if self.left > 0:
             piece = text[: self.left]
             self.left -= len(piece)
-            self.stream.write(piece)
+            try:
+                self.stream.write(piece)
+            except OSError:  # the log is at its file-size limit (earlier processes filled it): drop the rest
+                self.left = 0
         return len(text)
 
     def flush(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except OSError:
+            self.left = 0
 
     def __getattr__(self, name):
         return getattr(self.stream, name)

@@ -981,9 +981,13 @@ def forge_reply(kind):
         except OSError:
             pass
     return 1.0
+
+def alloc(gb):
+    import torch
+    return torch.zeros(int(gb * 2**28)).sum().item()   # float32: gb GB
 """
 PROBE_NAMES = ["uid", "can_read", "exists", "can_write", "pids", "connect", "fill", "daemon", "forever", "die",
-               "ping", "grad_fn", "sample", "bump", "subclass", "forge", "forge_reply"]
+               "ping", "grad_fn", "sample", "bump", "subclass", "forge", "forge_reply", "alloc"]
 
 
 @pytest.fixture(scope="module")
@@ -1150,6 +1154,35 @@ def test_a_reply_past_the_limits_is_a_protocol_break(student):
             f["forge_reply"](kind)
         assert breaks() == before + 1  # the grader tags it and scores that test 0
         assert f["ping"](2) == 3
+
+
+def test_a_tensor_past_the_memory_limit_is_tagged_memory(student):
+    """Issue 26: torch's allocator fails with a RuntimeError, not a MemoryError; a 20 GB tensor was tagged
+    ``timeout``. It is the student's ``memory`` event, and the process goes on serving."""
+    proc, f, work = student
+    with pytest.raises(RuntimeError, match="allocate"):
+        f["alloc"](20)
+    events = [json.loads(line) for line in (work / "events.jsonl").read_text().splitlines()]
+    assert ("memory", "alloc") in [(e["kind"], e["exercise"]) for e in events], events
+    assert f["alloc"](0.001) == 0.0 and f["ping"](2) == 3
+
+
+def test_prints_into_a_full_log_never_fail_the_students_code(monkeypatch):
+    """Issue 26: once the student's log reached its file-size limit, every later ``print`` raised OSError and
+    a correct answer scored 0. The student's output is dropped instead."""
+    monkeypatch.syspath_prepend(str(REPO / "autograder"))  # as in the sandbox: student_server beside protocol
+    from autograder.student_server import CappedOutput
+
+    class Full:
+        def write(self, text):
+            raise OSError(27, "File too large")
+
+        def flush(self):
+            raise OSError(27, "File too large")
+
+    out = CappedOutput(Full())
+    assert out.write("hello\n") == 6 and out.write("again\n") == 6
+    out.flush()
 
 
 def test_stop_leaves_no_process(tmp_path):

@@ -261,7 +261,7 @@ def test_a_worker_that_dies_leaves_its_real_error_in_the_grader_notes(tmp_path, 
     _fresh_workers(monkeypatch, grading)
     src = nbs.load_course(COURSE)["demo"][0]
     (tmp_path / "template.db").write_bytes(b"")
-    opts = argparse.Namespace(timeout=60, cell_timeout=10, memory_gb=1.0, keep=False, tmp=tmp_path, cache=False,
+    opts = argparse.Namespace(timeout=60, cell_timeout=10, memory_gb=1.0, kernel_memory_gb=1.0, keep=False, tmp=tmp_path, cache=False,
                               no_sandbox=False, call_seconds=5, cpu_seconds=60, threads=1, stubs={},
                               template_db=tmp_path / "template.db", sandbox_root=tmp_path / "sandbox",
                               uid_base=grading.SANDBOX_UID_BASE)
@@ -368,6 +368,62 @@ def test_a_kernel_that_fails_to_start_once_is_started_again(tmp_path, monkeypatc
     assert [(r["total"], r["status"]) for r in rows] == [("5", "ok")], rows
     assert "attempt 1 of" in rows[0]["grader_notes"] and "Kernel died" in rows[0]["grader_notes"], rows
     assert "ZMQError" not in rows[0]["notes"]
+
+
+def test_a_kernel_past_its_memory_bound_is_a_grader_fault_never_a_zero(tmp_path, monkeypatch):
+    """Issue 26: the grader's kernel gets its own memory bound (a control group, ``--kernel-memory-gb``). A kernel
+    that passes it is killed, and the notebook is regraded, never scored against the student; nothing is left
+    behind. Once it starts grading the kernel allocates about 30 MB (the test course, about 4 MB: past a 2 MB bound)."""
+    from autograder import grade as grading
+    from autograder import sandbox
+
+    if not sandbox.Cgroup._parents() or not any(c in ("memory", "") for _, c in sandbox.Cgroup._parents()):
+        pytest.skip("no memory control group can be made here: the kernel's bound is the machine's")
+    _fresh_workers(monkeypatch, grading)
+    d = tmp_path / "class" / "ana" / "demo"
+    d.mkdir(parents=True)
+    d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
+    run = lambda bound: grade(d.parent.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}",  # noqa: E731
+                              workers=1, quiet=True, nbgrader_dir=tmp_path / "nb", call_seconds=10,
+                              kernel_memory_gb=bound)
+    rows = run(0.002)
+    assert [(r["total"], r["status"], r["notes"]) for r in rows] == [("", "grader_error", grading.GRADER_ERROR_NOTE)], rows
+    assert rows[0]["grader_notes"].count("attempt") == grading.GRADER_ATTEMPTS, rows
+    left = [g for parent, _ in sandbox.Cgroup._parents() for g in parent.glob(f"{sandbox.Cgroup.PREFIX}*")]
+    assert left == [], left
+    _fresh_workers(monkeypatch, grading)
+    assert [(r["total"], r["status"]) for r in run(2.0)] == [("5", "ok")]  # the default bound: graded
+
+
+def test_a_student_process_the_sandbox_refuses_is_a_grader_fault_never_a_zero(tmp_path, monkeypatch):
+    """Issue 26: the sandbox refusing to start the student's process is the grader's fault: the notebook is tried
+    again, left open (``grader_error``, no points taken) while the refusal lasts, and graded by the next run."""
+    from autograder import grade as grading
+    from autograder import sandbox
+
+    real = sandbox.bwrap_path()
+    if real is None:
+        pytest.skip("no bubblewrap here")
+    _fresh_workers(monkeypatch, grading)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "bwrap").write_text(f'#!/bin/sh\ncase "$*" in *student_server*) echo "bwrap: Creating new namespace '
+                                f'failed: Operation not permitted" >&2; exit 1;; esac\nexec {real} "$@"\n')
+    (fake / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    d = tmp_path / "class" / "ana" / "demo"
+    d.mkdir(parents=True)
+    d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
+    run = lambda: grade(d.parent.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}",  # noqa: E731
+                        workers=1, quiet=True, nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    rows = run()
+    assert [(r["total"], r["status"], r["notes"]) for r in rows] == [("", "grader_error", grading.GRADER_ERROR_NOTE)], rows
+    notes = rows[0]["grader_notes"]  # the refusal shows at the start (first cell) or while loading the cells
+    assert notes.count("attempt") == grading.GRADER_ATTEMPTS and "exited (status 1)" in notes, notes
+    assert gradebook_scores(sqlite3.connect(tmp_path / "gb.db")) == {"ana": None}
+    monkeypatch.setenv("PATH", ":".join(p for p in os.environ["PATH"].split(":") if p != str(fake)))  # works again
+    _fresh_workers(monkeypatch, grading)
+    assert [(r["total"], r["status"]) for r in run()] == [("5", "ok")]
 
 
 RESTARTING_WORKER = """
@@ -667,3 +723,27 @@ def test_two_runs_at_once_never_share_uids(tmp_path):
     assert hold_uid_block(tmp_path)[0] == first        # free again once its run ended
     lock2.write_text("4000000")                          # a run that was killed (no such pid)
     assert hold_uid_block(tmp_path)[0] == second
+
+
+def test_the_guarded_trees_are_checked_by_metadata_and_a_write_is_still_seen(tmp_path, monkeypatch):
+    """Issue 26: hashing the submissions after every notebook row read every byte again (0.24 s per 100 MB,
+    most of an hour for a class). The check after a row stats the files and reads none; a write is still
+    seen, also one that restores the file's size and modification time."""
+    from autograder.grade import TreeGuard
+
+    tree = tmp_path / "subs"
+    (tree / "ana").mkdir(parents=True)
+    nb = tree / "ana" / "demo.ipynb"
+    nb.write_text('{"cells": [1]}')
+    guard = TreeGuard(tree)
+    reads = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
+    assert not guard.changed() and not guard.changed() and reads == []
+    st = nb.stat()
+    time.sleep(0.01)
+    nb.write_text('{"cells": [2]}')                         # same size ...
+    os.utime(nb, ns=(st.st_atime_ns, st.st_mtime_ns))        # ... and the old modification time
+    assert guard.changed()
+    nb.write_text('{"cells": [1]}')                         # the original bytes again: nothing changed
+    assert not guard.changed()
