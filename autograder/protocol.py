@@ -2,7 +2,8 @@
 
 A message is a 4-byte big-endian length and a JSON body. Values travel as JSON with a few tagged
 objects: tensors ``{"$t": [dtype, shape, base64 bytes, requires_grad]}``, NumPy arrays and scalars,
-tuples, ``torch.Generator`` states, dtypes and exceptions as ``(type name, message)``. ``decode``
+tuples, ``torch.Generator`` states, dtypes and exceptions as ``(type name, message)``; a GPT-2 and its
+optimiser as their configuration and state, by reference (the end of this file). ``decode``
 rebuilds fresh objects of the standard types from that data, so nothing the student process sends
 can carry behaviour (a tensor subclass, an object with ``__eq__``, a pickle) into the grader.
 
@@ -156,13 +157,20 @@ def loads(body: bytes, max_elements: int | None = None, max_depth: int | None = 
 
 
 # ----------------------------------------------------------------------------- values
-def encode(value, depth: int = 0):
-    """Plain data for ``value``; raises Unencodable for anything else."""
+def encode(value, depth: int = 0, objects: list | None = None):
+    """Plain data for ``value``; raises Unencodable for anything else. With ``objects`` (the grader's side of a
+    call), a model or an optimiser becomes ``{"$ref": i}``, the i-th entry of ``objects`` (``describe``)."""
     import numpy as np
     import torch
 
     if depth > 50:
         raise Unencodable("the value is nested too deeply")
+    if objects is not None and (is_model(value) or is_optimizer(value)):
+        index = next((i for i, o in enumerate(objects) if o is value), None)
+        if index is None:
+            objects.append(value)
+            index = len(objects) - 1
+        return {"$ref": index}
     if value is None or type(value) in (bool, str):
         return value
     if type(value) is int:
@@ -194,20 +202,21 @@ def encode(value, depth: int = 0):
     if isinstance(value, np.generic) and value.dtype.kind in "biufc":
         return {"$np": [value.dtype.str, base64.b64encode(value.tobytes()).decode()]}
     if type(value) in (list, tuple):
-        items = [encode(v, depth + 1) for v in value]
+        items = [encode(v, depth + 1, objects) for v in value]
         return items if type(value) is list else {"$tuple": items}
     if type(value) is dict:
         if not all(type(k) is str for k in value):
             raise Unencodable("a dict whose keys are not all strings")
-        return {"$dict": {k: encode(v, depth + 1) for k, v in value.items()}}
+        return {"$dict": {k: encode(v, depth + 1, objects) for k, v in value.items()}}
     if isinstance(value, (bool, int, float, str)):  # subclasses travel as the base type's value
         base = next(b for b in (bool, int, float, str) if isinstance(value, b))
         return encode(base(value), depth)
     raise Unencodable(f"a value of type {type(value).__name__}")
 
 
-def decode(data, depth: int = 0):
-    """The value that ``encode`` described, built from scratch; ProtocolError on anything malformed."""
+def decode(data, depth: int = 0, objects: list | None = None):
+    """The value that ``encode`` described, built from scratch; ProtocolError on anything malformed. A
+    ``{"$ref": i}`` is ``objects[i]`` (the student's side of a call, ``build``); anywhere else it is malformed."""
     import numpy as np
     import torch
 
@@ -216,10 +225,14 @@ def decode(data, depth: int = 0):
     if data is None or type(data) in (bool, int, float, str):
         return data
     if type(data) is list:
-        return [decode(v, depth + 1) for v in data]
+        return [decode(v, depth + 1, objects) for v in data]
     if type(data) is not dict or len(data) != 1:
         raise ProtocolError(f"unexpected value {str(data)[:80]!r}")
     (tag, body), = data.items()
+    if tag == "$ref":
+        if objects is None or type(body) is not int or not 0 <= body < len(objects):
+            raise ProtocolError(f"a reference to no object: {str(body)[:20]}")
+        return objects[body]
     try:
         if tag == "$t":
             name, shape, b64, requires_grad = body
@@ -265,11 +278,11 @@ def decode(data, depth: int = 0):
         if tag == "$tuple":
             if type(body) is not list:
                 raise ProtocolError("bad tuple")
-            return tuple(decode(v, depth + 1) for v in body)
+            return tuple(decode(v, depth + 1, objects) for v in body)
         if tag == "$dict":
             if type(body) is not dict:
                 raise ProtocolError("bad dict")
-            return {str(k): decode(v, depth + 1) for k, v in body.items()}
+            return {str(k): decode(v, depth + 1, objects) for k, v in body.items()}
         if tag == "$float":
             if body not in ("nan", "inf", "-inf"):
                 raise ProtocolError("bad float")
@@ -283,3 +296,147 @@ def decode(data, depth: int = 0):
     except Exception as exc:  # noqa: BLE001 - any malformed body is a protocol error
         raise ProtocolError(f"malformed {tag}: {type(exc).__name__}: {str(exc)[:100]}") from None
     raise ProtocolError(f"unknown tag {tag!r}")
+
+
+# ----------------------------------------------------------------------------- models and optimisers
+# A call may pass a model and its optimiser (an update step): they travel as data, by reference. The
+# grader's side sends each one's description (``describe``: the class's name, the configuration as JSON,
+# the tensors of its state); the student's side builds fresh ones of the standard classes from it
+# (``build``), runs the function, and sends back their new states (``state_of``); the grader's side loads
+# those into its own objects once they are known to fit them (``load_state``). No code and no pickle
+# crosses; the grader never builds a model from what the student's process sends.
+MODEL_CLASSES = {"GPT2LMHeadModel": "GPT2Config"}  # transformers' model class -> its configuration's class
+OPTIMIZERS = ("SGD", "Adam", "AdamW")               # in torch.optim
+
+
+def is_model(x) -> bool:
+    import torch
+
+    return isinstance(x, torch.nn.Module) and type(x).__name__ in MODEL_CLASSES and \
+        type(x).__module__.startswith("transformers.")
+
+
+def is_optimizer(x) -> bool:
+    import torch
+
+    return isinstance(x, torch.optim.Optimizer) and type(x).__name__ in OPTIMIZERS and \
+        type(x).__module__.startswith("torch.optim")
+
+
+def _optimizer_state(opt) -> dict:
+    """An optimiser's ``state_dict`` with string keys (JSON's), its per-parameter state by parameter number."""
+    sd = opt.state_dict()
+    return {"state": {str(k): dict(v) for k, v in sd["state"].items()}, "param_groups": [dict(g) for g in sd["param_groups"]]}
+
+
+def _from_optimizer_state(state) -> dict:
+    if not (type(state) is dict and type(state.get("state")) is dict and type(state.get("param_groups")) is list):
+        raise ProtocolError("a malformed optimiser state")
+    try:
+        return {"state": {int(k): v for k, v in state["state"].items()}, "param_groups": state["param_groups"]}
+    except ValueError:
+        raise ProtocolError("a malformed optimiser state") from None
+
+
+def describe(objects: list) -> list:
+    """What the student's process needs to build each object (the optimisers name their models' parameters)."""
+    out, names = [], {}
+    for i, o in enumerate(objects):
+        if is_model(o):
+            names.update({id(p): [i, n] for n, p in o.named_parameters()})
+    for o in objects:
+        if is_model(o):
+            frozen = [n for n, p in o.named_parameters() if not p.requires_grad]
+            out.append({"$model": [type(o).__name__, o.config.to_json_string(), encode(dict(o.state_dict())),
+                                   bool(o.training), frozen]})
+        else:
+            params = [p for g in o.param_groups for p in g["params"]]
+            if not all(id(p) in names for p in params):
+                raise Unencodable("an optimiser over parameters of no model passed in the same call")
+            out.append({"$optim": [type(o).__name__, encode(_optimizer_state(o)), [names[id(p)] for p in params]]})
+    return out
+
+
+def build(descriptions: list) -> list:
+    """The student's side: fresh models and optimisers from ``describe``'s data (ProtocolError if malformed)."""
+    import json as _json
+
+    import torch
+    import transformers
+
+    objects = [None] * len(descriptions)
+    for i, d in enumerate(descriptions):  # the models first: the optimisers hold their parameters
+        if type(d) is dict and "$model" in d:
+            cls, config, state, training, frozen = d["$model"]
+            if cls not in MODEL_CLASSES:
+                raise ProtocolError(f"not a model class the wire carries: {str(cls)[:40]}")
+            model = getattr(transformers, cls)(getattr(transformers, MODEL_CLASSES[cls]).from_dict(_json.loads(config)))
+            model.load_state_dict(decode(state))
+            model.train(bool(training))
+            for name, p in model.named_parameters():
+                p.requires_grad_(name not in frozen)
+            objects[i] = model
+    for i, d in enumerate(descriptions):
+        if type(d) is dict and "$optim" in d:
+            cls, state, refs = d["$optim"]
+            if cls not in OPTIMIZERS:
+                raise ProtocolError(f"not an optimiser the wire carries: {str(cls)[:40]}")
+            params = [dict(objects[m].named_parameters())[name] for m, name in refs]
+            sd = _from_optimizer_state(decode(state))
+            opt = getattr(torch.optim, cls)([{"params": [params[k] for k in g["params"]]} for g in sd["param_groups"]])
+            opt.load_state_dict(sd)
+            objects[i] = opt
+    if any(o is None for o in objects):
+        raise ProtocolError("an object that is neither a model nor an optimiser")
+    return objects
+
+
+def state_of(obj) -> dict:
+    """The student's side, after the call: the object's new state."""
+    if is_model(obj):
+        return {"$model_state": [encode(dict(obj.state_dict())), bool(obj.training)]}
+    return {"$optim_state": encode(_optimizer_state(obj))}
+
+
+def load_state(obj, data) -> None:
+    """The grader's side: load the state the student's process sent back into the grader's own ``obj``.
+
+    ProtocolError if the data is malformed; ValueError, naming what differs, if it does not fit ``obj`` (the
+    student's code changed a parameter's shape or type, or the optimiser's parameters): that is the
+    student's answer, a failed test. ``obj`` is left as it was unless everything fits."""
+    import torch
+
+    if is_model(obj):
+        if not (type(data) is dict and type(data.get("$model_state")) is list and len(data["$model_state"]) == 2):
+            raise ProtocolError("a malformed model state")
+        state, training = decode(data["$model_state"][0]), data["$model_state"][1]
+        own = obj.state_dict()
+        if type(state) is not dict or set(state) != set(own):
+            missing, extra = sorted(set(own) - set(state or {})), sorted(set(state or {}) - set(own))
+            raise ValueError(f"the model came back with other parameters (missing {missing[:3]}, new {extra[:3]})")
+        for name, value in state.items():
+            if not isinstance(value, torch.Tensor) or value.shape != own[name].shape or value.dtype != own[name].dtype:
+                what = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"the model's {name} came back as {what}, not {tuple(own[name].shape)} {own[name].dtype}")
+        with torch.no_grad():
+            obj.load_state_dict(state)
+        obj.train(training is True)
+        return
+    if not (type(data) is dict and "$optim_state" in data):
+        raise ProtocolError("a malformed optimiser state")
+    state = _from_optimizer_state(decode(data["$optim_state"]))
+    params = [p for g in obj.param_groups for p in g["params"]]
+    groups = state["param_groups"]
+    if [g.get("params") if type(g) is dict else None for g in groups] != [g["params"] for g in obj.state_dict()["param_groups"]]:
+        raise ValueError("the optimiser came back with other parameter groups")
+    for k, entry in state["state"].items():
+        if not (0 <= k < len(params)) or type(entry) is not dict:
+            raise ValueError("the optimiser came back with state for parameters it does not have")
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != params[k].shape:
+                raise ValueError(f"the optimiser's {key} of parameter {k} came back as {tuple(value.shape)}, "
+                                 f"not {tuple(params[k].shape)}")
+    try:
+        obj.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"the optimiser's state does not load: {type(exc).__name__}: {str(exc)[:200]}") from None

@@ -364,9 +364,12 @@ class StudentProcess:
         self._taint()
         args = list(args)
         inputs = P.leaves([args, kwargs], P.needs_grad)
+        objects = []  # models and optimisers, sent as data by reference (protocol.describe)
         try:
-            message = {"op": "call", "name": name, "call_id": next(self.ids), "args": P.encode(args),
-                       "kwargs": P.encode(dict(kwargs))}
+            message = {"op": "call", "name": name, "call_id": next(self.ids), "args": P.encode(args, objects=objects),
+                       "kwargs": P.encode(dict(kwargs), objects=objects)}
+            if objects:
+                message["objects"] = P.describe(objects)
         except P.Unencodable as exc:
             raise TypeError(f"the grader cannot send {exc} to `{name}`") from None
         reply = self._request(message, self.job.get("call_seconds", limits.CALL_SECONDS))
@@ -376,8 +379,15 @@ class StudentProcess:
             result = P.decode(reply["ok"])
             mutated = {k: P.decode(v) for k, v in (reply.get("mutated") or {}).items()}
             states = [P.decode(s) for s in (reply.get("generators") or [])]
+            updated = reply.get("objects") or []
+            if not isinstance(updated, list) or len(updated) != len(objects):
+                raise P.ProtocolError("a reply without the state of every model and optimiser it was sent")
+            for obj, state in zip(objects, updated):  # the update step's effect, as in Jupyter: in place
+                P.load_state(obj, state)
         except P.ProtocolError as exc:
             self._protocol(str(exc))
+        except ValueError as exc:  # the student's code changed a model's or optimiser's structure
+            raise ValueError(f"after `{name}`, {exc}") from None
         # arguments the function changed in place (the contract forbids it; the tests may look)
         for key, value in mutated.items():
             target = args[int(key)] if key.isdigit() and int(key) < len(args) else kwargs.get(key)

@@ -134,7 +134,12 @@ class Server:
             failed = " (a cell of your notebook raised an error while it loaded: see the notes)" \
                 if getattr(self, "load_errors", None) else ""
             return {"error": ["NameError", f"`{msg['name']}` is not defined in your notebook{failed}", ""]}
-        args, kwargs = P.decode(msg["args"]), P.decode(msg["kwargs"])
+        try:
+            objects = P.build(msg["objects"]) if msg.get("objects") else []
+        except BaseException as exc:  # noqa: BLE001 - reported as this call's error
+            return {"error": ["RuntimeError", f"the models and optimisers sent to `{msg['name']}` could not be "
+                              f"rebuilt ({type(exc).__name__}: {str(exc)[:300]})", ""]}
+        args, kwargs = P.decode(msg["args"], objects=objects), P.decode(msg["kwargs"], objects=objects)
         inputs = P.leaves([args, kwargs], P.needs_grad)
         generators = P.leaves([args, kwargs], P.is_generator)
         plain = {i: a.clone() for i, a in enumerate(args) if isinstance(a, torch.Tensor) and not a.requires_grad}
@@ -158,7 +163,8 @@ class Server:
             after = args[key] if isinstance(key, int) else kwargs[key]
             if not _same(after, before):
                 mutated[str(key)] = P.encode(after)
-        return {"ok": encoded, "mutated": mutated, "generators": [P.encode(g) for g in generators]}
+        return {"ok": encoded, "mutated": mutated, "generators": [P.encode(g) for g in generators],
+                "objects": [P.state_of(o) for o in objects]}
 
     def backward(self, msg) -> dict:
         import torch
