@@ -1,5 +1,5 @@
 """A student's first minutes, in a real browser: `bash scripts/course.sh lab` on a fresh workspace,
-a notebook opened and its first cells run in headless Chromium (driven over the DevTools protocol).
+a notebook opened and its first cells run in headless Chromium, driven by Playwright for Python.
 
 Checks: the workspace is created and JupyterLab serves it; nbgrader's instructor tools are absent
 (no Create Assignment, Formgrader or Course List) while Validate and the Assignment List are there;
@@ -9,27 +9,39 @@ opening the notebook does not modify it; the first cells run with no error and n
 so in one line; no error dialog; the server log has no warning.
 
 Chromium comes from Debian (`bash scripts/install_browser.sh`, which `bash scripts/course.sh test`
-runs); the test installs it itself when it is missing and skips only when that install fails.
+runs); the test installs it itself when it is missing and skips only when that install fails. Playwright
+drives that Chromium (`executable_path`): it downloads no browser of its own.
 """
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-
-from cdp import Browser, find_chromium, free_port
+from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "00_why_rl/00_why_rl.ipynb"
 TOKEN = "rlcourse-browser-test"
 INSTRUCTOR_COMMANDS = ("nbgrader:open-formgrader", "nbgrader:open-formgrader-local", "nbgrader:open-create-assignment",
                        "nbgrader:open-course-list")
+
+
+def find_chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -82,24 +94,25 @@ KERNEL_IDLE = (f"(() => {{ const p = {PANEL}; const k = p && p.sessionContext &&
                " && p.sessionContext.session.kernel; return !!k && k.status === 'idle'; })()")
 
 
-def run_cell(page: Browser, index: int, timeout: float = 90) -> list:
+def wait_for(page: Page, expression: str, timeout: float = 30):
+    """The first truthy value of a JavaScript expression, polled until ``timeout`` seconds."""
+    return page.wait_for_function(expression, timeout=timeout * 1000, polling=250).json_value()
+
+
+def run_cell(page: Page, index: int, timeout: float = 90) -> list:
     """Run cell ``index`` of the open notebook as a student would (select it, Run); returns its outputs."""
     page.evaluate(f"{PANEL}.content.activeCellIndex = {index}")
     page.evaluate("jupyterapp.commands.execute('notebook:run-cell').then(() => true)")
-    page.wait_for(f"{PANEL}.content.widgets[{index}].model.executionCount !== null && {KERNEL_IDLE}", timeout=timeout)
+    wait_for(page, f"{PANEL}.content.widgets[{index}].model.executionCount !== null && {KERNEL_IDLE}", timeout)
     return page.evaluate(f"{PANEL}.content.widgets[{index}].model.outputs.toJSON()")
 
 
-def nbgrader_menu_items(page: Browser) -> list[str]:
+def nbgrader_menu_items(page: Page) -> list[str]:
     """Click the Nbgrader menu and read its visible entries."""
-    x, y = page.evaluate("""(() => {
-        const item = [...document.querySelectorAll('.lm-MenuBar-item')].find(e => e.textContent.includes('Nbgrader'));
-        const r = item.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()""")
-    page.click(x, y)
-    items = page.wait_for("""(() => { const items = [...document.querySelectorAll('.lm-Menu .lm-Menu-item')]
-        .filter(e => e.offsetParent !== null).map(e => e.innerText.trim()).filter(t => t);
-        return items.length ? items : null; })()""", timeout=10)
-    page.key("Escape", 27)
+    page.locator(".lm-MenuBar-item", has_text="Nbgrader").click()
+    page.locator(".lm-Menu .lm-Menu-item").first.wait_for(timeout=10_000)
+    items = [t.strip() for t in page.locator(".lm-Menu .lm-Menu-item:visible").all_inner_texts() if t.strip()]
+    page.keyboard.press("Escape")
     return items
 
 
@@ -107,16 +120,19 @@ def test_student_opens_a_notebook_and_runs_its_first_cells(chromium, student_lab
     url, log, workspace = student_lab
     start = time.monotonic()
     assert (workspace / NOTEBOOK).is_file() and (workspace / ".release.json").is_file()
-    with Browser.start(f"{url}/lab/tree/{NOTEBOOK}?token={TOKEN}", chromium=chromium) as page:
-        page.wait_for(f"window.jupyterapp && {PANEL} && {PANEL}.content && {PANEL}.content.widgets.length > 5", 60)
-        page.wait_for(KERNEL_IDLE, timeout=60)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        page = browser.new_page()
+        page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={TOKEN}")
+        wait_for(page, f"window.jupyterapp && {PANEL} && {PANEL}.content && {PANEL}.content.widgets.length > 5", 60)
+        wait_for(page, KERNEL_IDLE, 60)
 
         # student mode: the instructor's nbgrader tools are not there, Validate and the Assignment List are
         commands = page.evaluate("jupyterapp.commands.listCommands().filter(c => c.startsWith('nbgrader'))")
         assert not set(INSTRUCTOR_COMMANDS) & set(commands), commands
         assert "nbgrader:open-assignment-list" in commands
         assert page.evaluate("jupyterapp.isPluginActivated('@jupyter/nbgrader:validate-assignment')")
-        assert page.wait_for("[...document.querySelectorAll('.jp-Toolbar-item')].some(e => e.innerText.trim() === 'Validate')", 10)
+        assert wait_for(page, "[...document.querySelectorAll('.jp-Toolbar-item')].some(e => e.innerText.trim() === 'Validate')", 10)
         assert not page.evaluate("document.body.innerText.includes('Create Assignment')")
         assert nbgrader_menu_items(page) == ["Assignment List"]
         # no "Would you like to get notified about official Jupyter news?": the announcements plugin is off
@@ -149,6 +165,7 @@ def test_student_opens_a_notebook_and_runs_its_first_cells(chromium, student_lab
 
         assert page.evaluate("document.querySelectorAll('.jp-Dialog').length") == 0, \
             page.evaluate("[...document.querySelectorAll('.jp-Dialog')].map(d => d.innerText)")
+        browser.close()
     server_log = log.read_text()
     warnings = [line for line in server_log.splitlines() if re.match(r"\[[WEC] ", line) or "WARNING" in line]
     assert not warnings, "\n".join(warnings)
