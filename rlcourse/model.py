@@ -246,6 +246,17 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def trainable_copy(model):
+    """A copy of ``model`` to train, every parameter requiring grad; ``model`` itself (frozen: the reference,
+    the start of every run) stays as it is."""
+    import copy
+
+    trained = copy.deepcopy(model)
+    for p in trained.parameters():
+        p.requires_grad_(True)
+    return trained
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 

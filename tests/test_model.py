@@ -111,3 +111,18 @@ def test_load_policy_computes_gelu_new_with_the_fused_kernel():
     (g_fused,) = torch.autograd.grad(fused.sum(), x)
     (g_spelled_out,) = torch.autograd.grad(spelled_out.sum(), x)
     assert torch.allclose(g_fused, g_spelled_out, atol=1e-12, rtol=0)
+
+
+def test_a_trainable_copy_trains_alone():
+    """The start of every training run in 04-07: a copy whose parameters all require grad, sharing no storage
+    with the frozen original, which stays frozen."""
+    frozen = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    trained = course_model.trainable_copy(frozen)
+    assert all(p.requires_grad for p in trained.parameters()) and not any(p.requires_grad for p in frozen.parameters())
+    before = [p.clone() for p in frozen.parameters()]
+    trained(torch.ones(1, 3)).sum().backward()
+    torch.optim.SGD(trained.parameters(), lr=1.0).step()
+    assert all(torch.equal(a, b) for a, b in zip(frozen.parameters(), before))
+    assert not all(torch.equal(a, b) for a, b in zip(trained.parameters(), before))

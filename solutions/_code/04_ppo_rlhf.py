@@ -38,7 +38,7 @@ from rlcourse.checks import (check, check_close, check_no_grad, check_own_functi
                              check_shape, fail, needs_your_code)
 from rlcourse.config import Report, pick
 from rlcourse.core import masked_whiten
-from rlcourse.model import ValueHeadModel, load_policy, seed_everything, set_threads
+from rlcourse.model import ValueHeadModel, load_policy, seed_everything, set_threads, trainable_copy
 from rlcourse.optim import optimizer_step
 from rlcourse.plots import moving_average, plot_curve
 from rlcourse.reference import gae_advantages, token_log_probs, value_loss
@@ -476,12 +476,7 @@ reward_model_run.require()
 
 def ppo_rlhf(beta, steps=PPO_STEPS, seed=SEED):
     seed_everything(seed)
-    policy = copy.deepcopy(policy0)
-    for p in policy.parameters():
-        p.requires_grad_(True)
-    critic = copy.deepcopy(reward_model)
-    for p in critic.parameters():
-        p.requires_grad_(True)
+    policy, critic = trainable_copy(policy0), trainable_copy(reward_model)
     policy.train(); critic.train()
     opt_policy = torch.optim.Adam(policy.parameters(), lr=LR_POLICY)
     opt_critic = torch.optim.Adam(critic.parameters(), lr=LR_CRITIC)

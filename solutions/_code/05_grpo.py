@@ -25,7 +25,6 @@ if IN_COLAB:
 
 
 # %% cell 2 setup
-import copy
 import math
 import random
 import re
@@ -38,7 +37,7 @@ from rlcourse.checks import (check, check_close, check_float, check_no_grad, che
                              check_scalar, check_shape, needs_your_code)
 from rlcourse.config import Report, pick
 from rlcourse.core import trust_region_stats
-from rlcourse.model import count_parameters, load_policy, seed_everything, set_threads
+from rlcourse.model import count_parameters, load_policy, seed_everything, set_threads, trainable_copy
 from rlcourse.optim import optimizer_step
 from rlcourse.plots import plot_curve
 from rlcourse.problems import HELDOUT_STARTS, load_problems, stops_short
@@ -571,9 +570,7 @@ def train(update, name, steps=STEPS, seed=SEED):
     and per step whatever the update returns (GRPO's trust region)."""
     seed_everything(seed)
     rng = random.Random(seed)
-    policy = copy.deepcopy(policy0)
-    for p in policy.parameters():
-        p.requires_grad_(True)
+    policy = trainable_copy(policy0)
     opt = torch.optim.Adam(policy.parameters(), lr=LR)
     history = {"training reward": [], "dead groups": [], "held-out": [(0, *base)], "samples": 0}
     for step in tqdm(range(1, steps + 1), desc=name):

@@ -25,7 +25,6 @@ if IN_COLAB:
 
 
 # %% cell 2 setup
-import copy
 import random
 
 import matplotlib.pyplot as plt
@@ -39,7 +38,7 @@ from rlcourse.checks import (check, check_close, check_float, check_own_function
                              needs_your_code)
 from rlcourse.config import Report, pick
 from rlcourse.core import trust_region_stats
-from rlcourse.model import load_policy, seed_everything, set_threads
+from rlcourse.model import load_policy, seed_everything, set_threads, trainable_copy
 from rlcourse.optim import optimizer_step
 from rlcourse.plots import plot_curve
 from rlcourse.problems import HELDOUT_STARTS, load_problems
@@ -169,9 +168,7 @@ def train_sft(start, make_batch, steps, lr, seed=SEED, desc="SFT"):
     """
     seed_everything(seed)
     rng = random.Random(seed)
-    policy = copy.deepcopy(start)
-    for p in policy.parameters():
-        p.requires_grad_(True)
+    policy = trainable_copy(start)
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     history = {"loss": [], "problems": [], "env_grad_share": []}
     for _ in tqdm(range(steps), desc=desc):
@@ -245,9 +242,7 @@ def train_grpo(start, reward_fn, steps, use_tool, mask_tool_tokens=True, pool=No
     seed_everything(seed)
     rng = random.Random(seed)
     pool = train_problems if pool is None else pool
-    policy = copy.deepcopy(start)
-    for p in policy.parameters():
-        p.requires_grad_(True)
+    policy = trainable_copy(start)
     opt = torch.optim.Adam(policy.parameters(), lr=LR)
     history = {key: [] for key in ("reward", "problems", "kl", "clip_fraction", "grad_norm", "env_grad_share")}
     for _ in tqdm(range(steps), desc=desc):
