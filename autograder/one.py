@@ -33,7 +33,9 @@ from pathlib import Path
 from . import limits
 from . import notebooks as nbs
 from .errors import GradingError
-from .grade import GRADER_ERROR, GRADER_ERROR_NOTE, REPO, grade, status_of
+from .grade import REPO, grade
+from .pool import GRADER_ERROR, GRADER_ERROR_NOTE, GradingOptions
+from .publish import status_of
 
 
 def failing_messages(autograded: str | None, src: nbs.SourceNotebook) -> dict[str, str]:
@@ -64,9 +66,9 @@ def grade_one(submission: Path, out: Path, course_root: Path = REPO, student: st
                                                                   if ".ipynb_checkpoints" not in p.parts)
         for i, f in enumerate(files):
             shutil.copy(f, folder / (f.name if len(files) == len({g.name for g in files}) else f"{i}_{f.name}"))
-        rows = grade(folder.parent, out, course_root, f"sqlite:///{out / 'gradebook.db'}", workers=workers,
-                     quiet=True, no_sandbox=no_sandbox, nbgrader_dir=out / "nbgrader", call_seconds=call_seconds,
-                     fresh=True)
+        rows = grade(folder.parent, out, course_root, db_url=f"sqlite:///{out / 'gradebook.db'}",
+                     nbgrader_dir=out / "nbgrader", fresh=True, quiet=True,
+                     options=GradingOptions(workers=workers, call_seconds=call_seconds, no_sandbox=no_sandbox))
     sources = {(a, s.name): s for a, srcs in nbs.load_course(course_root).items() for s in srcs}
     saved = {}
     for f in (out / ".grading" / "results").glob("*.json"):

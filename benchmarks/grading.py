@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from autograder.grade import REPO, grade  # noqa: E402
+from autograder.pool import GradingOptions  # noqa: E402
 from autograder.limits import WORKERS as DEFAULT_WORKERS  # noqa: E402
 from rlcourse.layout import assignment_ids, source_notebook  # noqa: E402
 
@@ -46,12 +47,13 @@ def main() -> None:
         warm.mkdir(parents=True)
         shutil.copy(sources[0], warm / sources[0].name)
         t0 = time.time()
-        grade(tmp / "warmup", tmp / "out", root, f"sqlite:///{tmp / 'gb.db'}", workers=a.workers, quiet=True,
-              nbgrader_dir=tmp / "nbgrader")
+        grade(tmp / "warmup", tmp / "out", root, db_url=f"sqlite:///{tmp / 'gb.db'}", nbgrader_dir=tmp / "nbgrader",
+              options=GradingOptions(workers=a.workers), quiet=True)
         setup = time.time() - t0
         t0 = time.time()
-        rows = grade(tmp / "submitted", tmp / "out", root, f"sqlite:///{tmp / 'gb.db'}", workers=a.workers,
-                     quiet=True, cache=False, nbgrader_dir=tmp / "nbgrader", fresh=True)
+        rows = grade(tmp / "submitted", tmp / "out", root, db_url=f"sqlite:///{tmp / 'gb.db'}",
+                     nbgrader_dir=tmp / "nbgrader", options=GradingOptions(workers=a.workers, cache=False),
+                     fresh=True, quiet=True)
         wall = time.time() - t0
         peaks = {}
         for f in (tmp / "out" / ".grading" / "results").glob("*.json"):

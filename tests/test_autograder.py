@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from autograder.grade import grade
+from autograder.pool import GradingOptions
 
 from demo_course import COURSE, RELEASE, SEQ_OK, SFT_OK, SFT_PARTIAL, SOURCE, gradebook_scores, with_answers  # noqa: E402
 
@@ -155,9 +156,9 @@ def graded(tmp_path_factory):
     make_class(root)
     before = {p: p.read_bytes() for p in (COURSE / "solutions").rglob("*") if p.is_file()}
     out = root / "out"
-    rows = grade(root / "submitted", out, COURSE, f"sqlite:///{root / 'gradebook.db'}", workers=2,
-                 timeout=120, cell_timeout=20, memory_gb=4.0, quiet=True, nbgrader_dir=root / "course",
-                 call_seconds=5)
+    rows = grade(root / "submitted", out, COURSE, db_url=f"sqlite:///{root / 'gradebook.db'}", quiet=True,
+                 nbgrader_dir=root / "course",
+                 options=GradingOptions(workers=2, timeout=120, cell_timeout=20, call_seconds=5, memory_gb=4.0))
     after = {p: p.read_bytes() for p in (COURSE / "solutions").rglob("*") if p.is_file()}
     assert before == after
     return root, out, rows
@@ -198,8 +199,9 @@ def test_zip_lms_export(tmp_path):
         zf.writestr("ben_222_demo.ipynb", RELEASE.read_text())
         zf.writestr("cy_333_homework.ipynb", full)  # renamed: recognised by its cells
         zf.writestr("dee_444_demo.ipynb", "{not json")
-    rows = grade(z, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", workers=2, timeout=120,
-                 cell_timeout=10, quiet=True, nbgrader_dir=tmp_path / "nbgrader")
+    rows = grade(z, tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}", quiet=True,
+                 nbgrader_dir=tmp_path / "nbgrader",
+                 options=GradingOptions(workers=2, timeout=120, cell_timeout=10))
     got = {r["student"]: (r["total"], r["status"]) for r in rows}
     assert got == {"ana": ("5", "ok"), "ben": ("0", "not_attempted"), "cy": ("5", "renamed"), "dee": ("0", "invalid_json")}
 

@@ -33,6 +33,7 @@ import torch
 from autograder import notebooks as nbs
 from autograder import remote, sandbox
 from autograder.grade import grade
+from autograder.pool import GradingOptions
 from demo_course import COURSE, REPLAY_SEQ, REPLAY_SFT, SEQ_OK, SFT_OK, SOURCE, gradebook_scores, with_answers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -724,8 +725,9 @@ def batch(tmp_path_factory):
     solutions_before = {p: p.read_bytes() for p in (COURSE / "solutions").rglob("*") if p.is_file()}
     t0 = time.time()
     try:
-        rows = grade(root / "submitted", out, COURSE, f"sqlite:///{gradebook}", workers=2, timeout=120,
-                     cell_timeout=20, quiet=True, nbgrader_dir=nbgrader_dir, call_seconds=5, fresh=True)
+        rows = grade(root / "submitted", out, COURSE, db_url=f"sqlite:///{gradebook}", quiet=True,
+                     nbgrader_dir=nbgrader_dir, fresh=True,
+                     options=GradingOptions(workers=2, timeout=120, cell_timeout=20, call_seconds=5))
     finally:
         listener.close()
     seconds = time.time() - t0
@@ -1250,7 +1252,7 @@ def test_process_budget_is_not_shared_between_students(tmp_path, monkeypatch):
     (their tasks now + 40) so that this test exhausts nothing other sandboxes on the machine need.
     """
     root = sandbox.prepare_root(tmp_path / "root")
-    from autograder import grade as grading
+    from autograder import pool as grading
 
     base = getattr(grading, "SANDBOX_UID_BASE", None)
     # two parallel workers get two uids (offset here so as not to meet a grading run on this machine)

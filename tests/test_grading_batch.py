@@ -24,6 +24,7 @@ import pytest
 
 from autograder.errors import GradingError
 from autograder.grade import grade
+from autograder.pool import GradingOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 from demo_course import COURSE, RELEASE, SEQ_OK, SFT_OK, SFT_PARTIAL, gradebook_scores, notebook  # noqa: E402
@@ -89,7 +90,7 @@ def test_messy_lms_zip_through_the_course_command(tmp_path):
 def _intake(folder: Path, tmp: Path):
     """(rows by student id, not-graded list) of ``collect`` over ``folder`` (no notebook is run)."""
     from autograder import notebooks as nbs
-    from autograder.grade import collect
+    from autograder.intake import collect
 
     items, skipped = collect(folder, nbs.load_course(COURSE), tmp)
     rows = {}
@@ -198,8 +199,8 @@ def test_intake_students_alike_by_name_each_graded_and_recorded(tmp_path):
         d.mkdir(parents=True)
         (d / "demo.ipynb").write_text(full)
     (cls / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-    rows = grade(cls, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", workers=1, quiet=True,
-                 nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    rows = grade(cls, tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}", quiet=True,
+                 nbgrader_dir=tmp_path / "nb", options=GradingOptions(workers=1, call_seconds=10))
     ids = {r["student"] for r in rows}
     assert len(rows) == len(ids) == 6 and {"Ana_María_1001", "Ana_María_1002", "-1", "unnamed"} <= ids, ids
     assert all((r["total"], r["status"]) == ("5", "ok") for r in rows), rows
@@ -212,14 +213,15 @@ def test_intake_students_alike_by_name_each_graded_and_recorded(tmp_path):
 def test_csv_cells_are_escaped_for_spreadsheets(tmp_path):
     """A cell that a spreadsheet would read as a formula starts with a quote, in every CSV the grader writes."""
     from autograder import notebooks as nbs
-    from autograder.grade import Outcome, _write_csv, _write_not_graded
+    from autograder.pool import Outcome
+    from autograder.publish import write_csv, write_not_graded
 
     sources = {(a, s.name): s for a, srcs in nbs.load_course(COURSE).items() for s in srcs}
     points = {"sft_loss": 0.0, "sequence_log_prob": 0.0}
     nasty = ["-2_3", "@SUM_A1", "=HYPERLINK(1)", "+1", "\tx", "\rx"]
     outcomes = [Outcome(s, "demo", "demo", points, points, ["missing"], [s]) for s in nasty]
-    _write_csv(tmp_path, outcomes, sources)
-    _write_not_graded(tmp_path, [(s, "=not graded, because") for s in nasty])
+    write_csv(tmp_path, outcomes, sources)
+    write_not_graded(tmp_path, [(s, "=not graded, because") for s in nasty])
     with open(tmp_path / "grades.csv", newline="") as fh:
         cells = [(r["student"], r["notes"]) for r in csv.DictReader(fh)]
     assert cells == [("'" + s, "'" + s) for s in nasty], cells
@@ -238,39 +240,28 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def _fresh_workers(monkeypatch, grading) -> None:
-    """No worker, cached result or lingering worker of another test is reused."""
-    import threading
-
-    monkeypatch.setattr(grading, "_WORKERS", threading.local())
-    monkeypatch.setattr(grading, "_ALL_WORKERS", [])
-    monkeypatch.setattr(grading, "_CACHE", {})
-
-
 def test_a_worker_that_dies_leaves_its_real_error_in_the_grader_notes(tmp_path, monkeypatch):
     """The grader read ``ws/worker.log``, which nothing writes: the row said "grader error: FileNotFoundError".
     Now the grader notes carry what the worker wrote to its log in each attempt and the signal that killed it;
     the worker is started again for each attempt and the next notebook, and no log stays open in the grader.
     The student's notes say only that the grader failed."""
-    import argparse
-
-    from autograder import grade as grading
     from autograder import notebooks as nbs
+    from autograder import pool as grading
+    from autograder.intake import Item
 
     monkeypatch.setattr(grading.Worker, "command", ("-c", DYING_WORKER))
-    _fresh_workers(monkeypatch, grading)
     src = nbs.load_course(COURSE)["demo"][0]
     (tmp_path / "template.db").write_bytes(b"")
-    opts = argparse.Namespace(timeout=60, cell_timeout=10, memory_gb=1.0, kernel_memory_gb=1.0, keep=False, tmp=tmp_path, cache=False,
-                              no_sandbox=False, call_seconds=5, cpu_seconds=60, threads=1, stubs={},
-                              template_db=tmp_path / "template.db", sandbox_root=tmp_path / "sandbox",
-                              uid_base=grading.SANDBOX_UID_BASE)
+    options = grading.GradingOptions(timeout=60, cell_timeout=10, memory_gb=1.0, kernel_memory_gb=1.0, keep=False,
+                                     cache=False, no_sandbox=False, call_seconds=5, cpu_seconds=60)
+    pool = grading.Pool(grading.RunSettings(options, tmp=tmp_path, uid_base=grading.SANDBOX_UID_BASE,
+                                            template_db=tmp_path / "template.db", sandbox_root=tmp_path / "sandbox",
+                                            threads=1, stubs={}))
     try:
-        outcomes = [grading.run_item(grading.Item(f"s{i}", "demo", "demo", notebook({"sft_loss": SFT_OK}).encode()),
-                                     src, opts) for i in range(2)]
+        outcomes = [grading.run_item(Item(f"s{i}", "demo", "demo", notebook({"sft_loss": SFT_OK}).encode()),
+                                     src, pool) for i in range(2)]
     finally:
-        for w in grading._ALL_WORKERS:
-            w.stop()
+        pool.close()
     for outcome in outcomes:
         assert outcome.tags == ["grader_error"] and outcome.notes == [grading.GRADER_ERROR_NOTE], outcome
         assert len(outcome.grader_notes) == grading.GRADER_ATTEMPTS, outcome.grader_notes
@@ -300,16 +291,16 @@ def test_a_grader_fault_shows_the_student_a_sentence_and_the_instructor_the_log(
     """The worker's log went into the row's notes, and the notes reach the student (feedback page, the JSON of
     ``autograder.one``, Gradescope's results.json). A grader-side log can hold hidden test code or inputs: it is
     now in grades.csv's ``grader_notes`` only; the student reads that the grader failed and no points were taken."""
-    from autograder import grade as grading
+    from autograder import pool as grading
     from autograder import one
 
     monkeypatch.setattr(grading.Worker, "command", ("-c", LEAKING_WORKER))
-    _fresh_workers(monkeypatch, grading)
     cls = tmp_path / "class" / "ana" / "demo"
     cls.mkdir(parents=True)
     (cls / "demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
     out, db = tmp_path / "out", tmp_path / "gb.db"
-    rows = grade(cls.parent.parent, out, COURSE, f"sqlite:///{db}", workers=1, quiet=True, nbgrader_dir=tmp_path / "nb")
+    rows = grade(cls.parent.parent, out, COURSE, db_url=f"sqlite:///{db}", quiet=True, nbgrader_dir=tmp_path / "nb",
+                 options=GradingOptions(workers=1))
     assert [(r["student"], r["total"], r["status"]) for r in rows] == [("ana", "", "grader_error")], rows
     row = table(out)["ana"]
     assert HIDDEN_MARKER in row["grader_notes"] and "killed by SIGKILL" in row["grader_notes"], row
@@ -354,16 +345,13 @@ def _flaky_kernel(tmp_path: Path, fail: str) -> Path:
 def test_a_kernel_that_fails_to_start_once_is_started_again(tmp_path, monkeypatch):
     """The grader's kernel failed to start (``ZMQError: Address already in use``) and an honest student got 0.
     Now the notebook is run again with a fresh worker and kernel and is graded as if nothing happened."""
-    from autograder import grade as grading
-
-    _fresh_workers(monkeypatch, grading)
     flag = tmp_path / "failed-once"
     monkeypatch.setenv("JUPYTER_PATH", str(_flaky_kernel(tmp_path, f"[ ! -e {flag} ] && touch {flag}")))
     d = tmp_path / "class" / "ana" / "demo"
     d.mkdir(parents=True)
     d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
-    rows = grade(d.parent.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", workers=1, quiet=True,
-                 nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    rows = grade(d.parent.parent, tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}", quiet=True,
+                 nbgrader_dir=tmp_path / "nb", options=GradingOptions(workers=1, call_seconds=10))
     assert flag.exists()  # the failure did happen
     assert [(r["total"], r["status"]) for r in rows] == [("5", "ok")], rows
     assert "attempt 1 of" in rows[0]["grader_notes"] and "Kernel died" in rows[0]["grader_notes"], rows
@@ -374,37 +362,34 @@ def test_a_kernel_past_its_memory_bound_is_a_grader_fault_never_a_zero(tmp_path,
     """Issue 26: the grader's kernel gets its own memory bound (a control group, ``--kernel-memory-gb``). A kernel
     that passes it is killed, and the notebook is regraded, never scored against the student; nothing is left
     behind. Once it starts grading the kernel allocates about 30 MB (the test course, about 4 MB: past a 2 MB bound)."""
-    from autograder import grade as grading
+    from autograder import pool as grading
     from autograder import sandbox
 
     if not sandbox.Cgroup._parents() or not any(c in ("memory", "") for _, c in sandbox.Cgroup._parents()):
         pytest.skip("no memory control group can be made here: the kernel's bound is the machine's")
-    _fresh_workers(monkeypatch, grading)
     d = tmp_path / "class" / "ana" / "demo"
     d.mkdir(parents=True)
     d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
-    run = lambda bound: grade(d.parent.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}",  # noqa: E731
-                              workers=1, quiet=True, nbgrader_dir=tmp_path / "nb", call_seconds=10,
-                              kernel_memory_gb=bound)
+    run = lambda bound: grade(d.parent.parent, tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}",  # noqa: E731
+                              quiet=True, nbgrader_dir=tmp_path / "nb",
+                              options=GradingOptions(workers=1, call_seconds=10, kernel_memory_gb=bound))
     rows = run(0.002)
     assert [(r["total"], r["status"], r["notes"]) for r in rows] == [("", "grader_error", grading.GRADER_ERROR_NOTE)], rows
     assert rows[0]["grader_notes"].count("attempt") == grading.GRADER_ATTEMPTS, rows
     left = [g for parent, _ in sandbox.Cgroup._parents() for g in parent.glob(f"{sandbox.Cgroup.PREFIX}*")]
     assert left == [], left
-    _fresh_workers(monkeypatch, grading)
     assert [(r["total"], r["status"]) for r in run(2.0)] == [("5", "ok")]  # the default bound: graded
 
 
 def test_a_student_process_the_sandbox_refuses_is_a_grader_fault_never_a_zero(tmp_path, monkeypatch):
     """Issue 26: the sandbox refusing to start the student's process is the grader's fault: the notebook is tried
     again, left open (``grader_error``, no points taken) while the refusal lasts, and graded by the next run."""
-    from autograder import grade as grading
+    from autograder import pool as grading
     from autograder import sandbox
 
     real = sandbox.bwrap_path()
     if real is None:
         pytest.skip("no bubblewrap here")
-    _fresh_workers(monkeypatch, grading)
     fake = tmp_path / "fakebin"
     fake.mkdir()
     (fake / "bwrap").write_text(f'#!/bin/sh\ncase "$*" in *student_server*) echo "bwrap: Creating new namespace '
@@ -414,15 +399,15 @@ def test_a_student_process_the_sandbox_refuses_is_a_grader_fault_never_a_zero(tm
     d = tmp_path / "class" / "ana" / "demo"
     d.mkdir(parents=True)
     d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
-    run = lambda: grade(d.parent.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}",  # noqa: E731
-                        workers=1, quiet=True, nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    run = lambda: grade(d.parent.parent, tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}",  # noqa: E731
+                        quiet=True, nbgrader_dir=tmp_path / "nb",
+                        options=GradingOptions(workers=1, call_seconds=10))
     rows = run()
     assert [(r["total"], r["status"], r["notes"]) for r in rows] == [("", "grader_error", grading.GRADER_ERROR_NOTE)], rows
     notes = rows[0]["grader_notes"]  # the refusal shows at the start (first cell) or while loading the cells
     assert notes.count("attempt") == grading.GRADER_ATTEMPTS and "exited (status 1)" in notes, notes
     assert gradebook_scores(sqlite3.connect(tmp_path / "gb.db")) == {"ana": None}
     monkeypatch.setenv("PATH", ":".join(p for p in os.environ["PATH"].split(":") if p != str(fake)))  # works again
-    _fresh_workers(monkeypatch, grading)
     assert [(r["total"], r["status"]) for r in run()] == [("5", "ok")]
 
 
@@ -438,16 +423,15 @@ runpy.run_module("autograder.worker", run_name="__main__", alter_sys=True)
 
 
 def test_a_worker_that_fails_to_start_once_is_started_again(tmp_path, monkeypatch):
-    from autograder import grade as grading
+    from autograder import pool as grading
 
-    _fresh_workers(monkeypatch, grading)
     flag = tmp_path / "failed-once"
     monkeypatch.setattr(grading.Worker, "command", ("-c", RESTARTING_WORKER.format(flag=str(flag))))
     d = tmp_path / "class" / "ana" / "demo"
     d.mkdir(parents=True)
     d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
-    rows = grade(d.parent.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", workers=1, quiet=True,
-                 nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    rows = grade(d.parent.parent, tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}", quiet=True,
+                 nbgrader_dir=tmp_path / "nb", options=GradingOptions(workers=1, call_seconds=10))
     assert flag.exists()
     assert [(r["total"], r["status"]) for r in rows] == [("5", "ok")], rows
     assert "attempt 1 of" in rows[0]["grader_notes"] and "exited with status 1" in rows[0]["grader_notes"], rows
@@ -457,9 +441,8 @@ def test_a_persistent_grader_fault_is_no_zero_and_a_plain_rerun_regrades_it(tmp_
     """A saved ``error`` was reused by every later run (only ``--fresh``, which regrades everyone, cleared it).
     Now a notebook whose kernel never starts is ``grader_error`` with no points (not 0) in grades.csv and the
     gradebook, and the same command run again grades it, and only it."""
-    from autograder import grade as grading
+    from autograder import pool as grading
 
-    _fresh_workers(monkeypatch, grading)
     # the kernel fails for one student's notebook only (its job file holds that student's code)
     monkeypatch.setenv("JUPYTER_PATH", str(_flaky_kernel(tmp_path, 'grep -q unlucky "$RLCOURSE_GRADING_JOB"')))
     cls = tmp_path / "class"
@@ -468,8 +451,8 @@ def test_a_persistent_grader_fault_is_no_zero_and_a_plain_rerun_regrades_it(tmp_
         d.mkdir(parents=True)
         d.joinpath("demo.ipynb").write_text(notebook({"sft_loss": SFT_OK + f"# {name}\n", "sequence_log_prob": SEQ_OK}))
     out, db = tmp_path / "out", tmp_path / "gb.db"
-    run = lambda: grade(cls, out, COURSE, f"sqlite:///{db}", workers=1, quiet=True,  # noqa: E731
-                        nbgrader_dir=tmp_path / "nb", call_seconds=10)
+    run = lambda: grade(cls, out, COURSE, db_url=f"sqlite:///{db}", quiet=True, nbgrader_dir=tmp_path / "nb",  # noqa: E731
+                        options=GradingOptions(workers=1, call_seconds=10))
     rows = {r["student"]: r for r in run()}
     assert (rows["lucky"]["total"], rows["lucky"]["status"]) == ("5", "ok"), rows
     assert (rows["unlucky"]["total"], rows["unlucky"]["status"]) == ("", "grader_error"), rows
@@ -479,7 +462,6 @@ def test_a_persistent_grader_fault_is_no_zero_and_a_plain_rerun_regrades_it(tmp_
     kept = {p: p.stat().st_mtime_ns for p in (out / ".grading" / "results").glob("*.json")}
 
     monkeypatch.delenv("JUPYTER_PATH")  # the fault is gone: the same command again
-    _fresh_workers(monkeypatch, grading)
     rows = {r["student"]: r for r in run()}
     assert {s: (r["total"], r["status"], r["notes"]) for s, r in rows.items()} == \
         {"lucky": ("5", "ok", ""), "unlucky": ("5", "ok", "")}, rows
@@ -516,11 +498,11 @@ def _processes_under(folder: Path) -> list[str]:
 def test_killed_batch_resumes_to_the_same_results(tmp_path):
     subs = _class(tmp_path / "class", 4)
     ref_out, ref_db = tmp_path / "ref", tmp_path / "ref.db"
-    grade(subs, ref_out, COURSE, f"sqlite:///{ref_db}", workers=2, quiet=True, nbgrader_dir=tmp_path / "refnb",
-          call_seconds=10)
+    grade(subs, ref_out, COURSE, db_url=f"sqlite:///{ref_db}", quiet=True, nbgrader_dir=tmp_path / "refnb",
+          options=GradingOptions(workers=2, call_seconds=10))
     again = tmp_path / "again"
-    grade(subs, again, COURSE, f"sqlite:///{tmp_path / 'again.db'}", workers=2, quiet=True,
-          nbgrader_dir=tmp_path / "againnb", call_seconds=10)
+    grade(subs, again, COURSE, db_url=f"sqlite:///{tmp_path / 'again.db'}", quiet=True,
+          nbgrader_dir=tmp_path / "againnb", options=GradingOptions(workers=2, call_seconds=10))
     assert without_timing(again) == without_timing(ref_out)  # deterministic apart from timings
 
     out, db = tmp_path / "killed", tmp_path / "killed.db"
@@ -539,8 +521,8 @@ def test_killed_batch_resumes_to_the_same_results(tmp_path):
     assert 1 <= len(finished) < 4, finished
     time.sleep(3)
     assert _processes_under(out) == []  # workers, kernels and sandboxes went with the batch
-    grade(subs, out, COURSE, f"sqlite:///{db}", workers=2, quiet=True, nbgrader_dir=tmp_path / "killednb",
-          call_seconds=10)
+    grade(subs, out, COURSE, db_url=f"sqlite:///{db}", quiet=True, nbgrader_dir=tmp_path / "killednb",
+          options=GradingOptions(workers=2, call_seconds=10))
     assert not (out / ".grading" / "tmp").exists()
     for name, mtime in finished.items():  # finished work was not graded again
         assert (results / name).stat().st_mtime_ns == mtime, (name, sorted(p.name for p in results.glob("*")))
@@ -599,8 +581,8 @@ def test_postgresql_gradebook_with_parallel_workers(tmp_path, postgres):
     from nbgrader.api import Gradebook
 
     subs = _class(tmp_path / "class", 3)
-    rows = grade(subs, tmp_path / "out", COURSE, postgres, workers=2, quiet=True, nbgrader_dir=tmp_path / "nb",
-                 call_seconds=10)
+    rows = grade(subs, tmp_path / "out", COURSE, db_url=postgres, quiet=True, nbgrader_dir=tmp_path / "nb",
+                 options=GradingOptions(workers=2, call_seconds=10))
     assert {r["student"]: r["total"] for r in rows} == {"s0": "3", "s1": "5", "s2": "3"}
     with Gradebook(postgres, "rl-for-llms") as gb:
         scores = {s.id: gb.find_submission("demo", s.id).score for s in gb.students}
@@ -633,7 +615,8 @@ def test_without_the_sandbox_tool_the_grader_refuses_and_says_how_to_install_it(
 
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
     with pytest.raises(GradingError) as exc:
-        grade(_class(tmp_path / "class", 1), tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True)
+        grade(_class(tmp_path / "class", 1), tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}",
+              quiet=True)
     message = str(exc.value)
     assert "bubblewrap" in message and "apt-get install bubblewrap" in message and "--no-sandbox" in message
     assert not (tmp_path / "out" / "grades.csv").exists()
@@ -648,16 +631,17 @@ def test_no_sandbox_as_root_refuses_a_course_other_users_can_read(tmp_path, monk
         pytest.skip("only as root, with this checkout readable by other users")
     monkeypatch.setattr(sandbox, "unprivileged_problem", lambda: None)  # as if this Python were readable by all
     with pytest.raises(GradingError, match="can be read by other users.*chmod -R go-rwx"):
-        grade(_class(tmp_path / "class", 1), tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True,
-              nbgrader_dir=tmp_path / "nb", no_sandbox=True)
+        grade(_class(tmp_path / "class", 1), tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}",
+              quiet=True, nbgrader_dir=tmp_path / "nb", options=GradingOptions(no_sandbox=True))
     assert not (tmp_path / "out" / "grades.csv").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="as root this checkout is refused (above); tests/test_no_sandbox.py "
                                               "grades without the sandbox as root, in a private tree")
 def test_no_sandbox_grades_the_same_and_every_row_says_so(tmp_path):
-    rows = grade(_class(tmp_path / "class", 2), tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}",
-                 workers=2, quiet=True, nbgrader_dir=tmp_path / "nb", call_seconds=10, no_sandbox=True)
+    rows = grade(_class(tmp_path / "class", 2), tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}",
+                 quiet=True, nbgrader_dir=tmp_path / "nb",
+                 options=GradingOptions(workers=2, call_seconds=10, no_sandbox=True))
     assert {r["student"]: (r["total"], r["status"]) for r in rows} == {"s0": ("3", "unsandboxed"),
                                                                        "s1": ("5", "unsandboxed")}
     assert all("without isolation" in r["notes"] for r in rows)
@@ -667,11 +651,11 @@ def test_a_run_the_grader_refuses_is_an_exception_and_the_command_line_exits_wit
     """Library code raises GradingError (catchable by autograder.one and the benchmarks); only the command lines turn
     it into a message on stderr and exit status 1."""
     from autograder import grade as grade_module
-    from autograder import one
+    from autograder import intake, one
 
     missing = tmp_path / "no-such-class"
     with pytest.raises(GradingError, match="no such file or folder"):
-        grade(missing, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True)
+        grade(missing, tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}", quiet=True)
     with pytest.raises(GradingError, match="no such file or folder"):
         one.grade_one(missing, tmp_path / "one")
     for main, argv in [(grade_module.main, [str(missing), "--out", str(tmp_path / "out")]),
@@ -686,7 +670,7 @@ def test_a_run_the_grader_refuses_is_an_exception_and_the_command_line_exits_wit
     corrupt = tmp_path / "class.zip"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(GradingError, match="not a readable zip file"):
-        grade_module._extract_zip(corrupt, tmp_path / "unzipped")
+        intake._extract_zip(corrupt, tmp_path / "unzipped")
 
 
 def test_groups_a_killed_run_left_are_removed():
@@ -713,7 +697,7 @@ def test_two_runs_at_once_never_share_uids(tmp_path):
     """Issue 26: every run took uids 61000 + slot, so two runs at once on one machine shared them (one run's
     clean-up of a uid's files could hit the other's students). A run holds a block of uids by a lock file;
     a second run takes the next block; a block whose run is gone (killed) is taken over."""
-    from autograder.grade import SANDBOX_UID_BASE, UID_BLOCK, hold_uid_block
+    from autograder.pool import SANDBOX_UID_BASE, UID_BLOCK, hold_uid_block
 
     first, lock1 = hold_uid_block(tmp_path)
     second, lock2 = hold_uid_block(tmp_path)

@@ -26,6 +26,7 @@ import pytest
 from autograder import remote, sandbox
 from autograder.errors import GradingError
 from autograder.grade import grade
+from autograder.pool import GradingOptions
 from demo_course import COURSE, REPLAY_SEQ, REPLAY_SFT, SEQ_OK, SFT_OK, notebook
 
 REPO = Path(__file__).resolve().parent.parent
@@ -244,8 +245,8 @@ def test_no_sandbox_never_runs_the_student_as_root(tmp_path, unreachable_python)
     sub.mkdir(parents=True, mode=0o700)
     (sub / "demo.ipynb").write_text(notebook({"sft_loss": SFT_OK, "sequence_log_prob": SEQ_OK}))
     with pytest.raises(GradingError, match="cannot grade with --no-sandbox: .*every user can read it"):
-        grade(sub.parent, tmp_path / "out", COURSE, f"sqlite:///{tmp_path / 'gb.db'}", quiet=True, no_sandbox=True,
-              nbgrader_dir=tmp_path / "nb")
+        grade(sub.parent, tmp_path / "out", COURSE, db_url=f"sqlite:///{tmp_path / 'gb.db'}", quiet=True,
+              nbgrader_dir=tmp_path / "nb", options=GradingOptions(no_sandbox=True))
     assert not (tmp_path / "out").exists()
 
 
