@@ -8,7 +8,7 @@ workspace per submission; everything else below is what grading really runs with
 Key names were checked against nbgrader 0.9.6: ``Execute`` (nbgrader's subclass of nbconvert's
 ExecutePreprocessor) redeclares ``timeout`` with its own default of 30 s, so the timeout must be set
 on ``Execute``; ``LimitOutput`` caps lines. The student's own prints never reach the kernel: they
-stay in the sandboxed process's log, capped there (autograder/student_server.py).
+stay in the sandboxed process's log, capped there (autograder/sandboxed/student_server.py).
 """
 import os
 

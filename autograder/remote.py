@@ -2,7 +2,7 @@
 call their functions with plain values, and carry gradients back through ``torch.autograd``.
 
 A test cell calls ``sft_loss(lp, m)`` as before; ``sft_loss`` is a ``RemoteFunction``. Its
-arguments travel as data (autograder/protocol.py), the student's process runs the function and
+arguments travel as data (autograder/sandboxed/protocol.py), the student's process runs the function and
 returns data, and the grader rebuilds fresh tensors from it. When an argument requires grad, the
 outputs are joined to the grader's autograd graph by ``_Bridge``: its backward sends the output
 gradients to the student's process, which differentiates its own graph and returns the input
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import limits
-from . import protocol as P
+from .sandboxed import protocol as P
 from . import sandbox
 
 # exception types rebuilt as themselves; any other type arrives as StudentError("Type: message")

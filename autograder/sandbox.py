@@ -62,7 +62,7 @@ def prepare_root(dest: Path) -> Path:
     """Lay out what the sandbox mounts at /grader: the server, the protocol and the allowed helper modules."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("protocol.py", "student_server.py"):
-        shutil.copy(HERE / name, dest / name)
+        shutil.copy(HERE / "sandboxed" / name, dest / name)
     pkg = dest / "rlcourse"
     pkg.mkdir(exist_ok=True)
     for module in STUDENT_MODULES:

@@ -1172,8 +1172,8 @@ def test_a_tensor_past_the_memory_limit_is_tagged_memory(student):
 def test_prints_into_a_full_log_never_fail_the_students_code(monkeypatch):
     """Issue 26: once the student's log reached its file-size limit, every later ``print`` raised OSError and
     a correct answer scored 0. The student's output is dropped instead."""
-    monkeypatch.syspath_prepend(str(REPO / "autograder"))  # as in the sandbox: student_server beside protocol
-    from autograder.student_server import CappedOutput
+    monkeypatch.syspath_prepend(str(REPO / "autograder" / "sandboxed"))  # as in the sandbox: student_server beside protocol
+    from student_server import CappedOutput
 
     class Full:
         def write(self, text):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from autograder import protocol as P
+from autograder.sandboxed import protocol as P
 from autograder import remote, sandbox
 
 UPDATE = r'''

@@ -1,5 +1,5 @@
 """The grader's side of the wire is bounded: a reply from the student's process is decoded only once
-it is known to stay within autograder/protocol.py's limits (MAX_REPLY bytes, MAX_ELEMENTS, MAX_DEPTH),
+it is known to stay within autograder/sandboxed/protocol.py's limits (MAX_REPLY bytes, MAX_ELEMENTS, MAX_DEPTH),
 so a small frame cannot grow into gigabytes in the grader's kernel and deep nesting never reaches
 Python's recursion limit. Anything past a limit is a protocol break (StudentProtocolError, which the
 grader tags ``tampering`` and scores 0: tests/test_grader_trust.py). Read through
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from autograder import protocol as P
+from autograder.sandboxed import protocol as P
 from autograder import remote
 
 

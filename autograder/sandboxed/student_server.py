@@ -1,7 +1,7 @@
 """The student's process: runs the student's cells and answers calls to their functions by name.
 
 Started by the grader inside the sandbox (autograder/sandbox.py) as ``python student_server.py``,
-with the messages of autograder/protocol.py on its stdin and stdout; the student's own prints go to
+with the messages of autograder/sandboxed/protocol.py on its stdin and stdout; the student's own prints go to
 the log on stderr. It runs, in order:
 
 1. the course's setup cells, statement by statement (a statement that fails, such as an import of
