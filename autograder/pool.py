@@ -216,16 +216,7 @@ class Worker:
 
     def stop(self) -> None:
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.returncode = self.proc.wait()
-            for pipe in (self.proc.stdin, self.proc.stdout):
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
+            self.returncode = sandbox.end_group(self.proc)
             self.proc = None
 
     def run(self, ws: Path, timeout: float) -> bool:

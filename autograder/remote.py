@@ -164,16 +164,7 @@ class StudentProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.proc.wait()
-            for f in (self.proc.stdin, self.proc.stdout):
-                try:
-                    f.close()
-                except OSError:
-                    pass
+            sandbox.end_group(self.proc)
             self.proc = None
             self.cgroup.remove()
             if self.job.get("no_sandbox"):  # the sandbox's scratch vanishes with it; without it, this stands in

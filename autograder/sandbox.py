@@ -256,6 +256,23 @@ def command(root: Path, scratch_mb: int = 256, threads: int = 1, no_sandbox: boo
     return args, env
 
 
+def end_group(proc) -> int:
+    """Kill a process started in a session of its own, with every process of its group, and close its pipes;
+    its exit status."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    code = proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        try:
+            if pipe is not None:
+                pipe.close()
+        except OSError:
+            pass
+    return code
+
+
 def die_with_parent() -> None:
     """Linux: this process gets SIGKILL when the process that started it ends (a killed batch leaves nothing)."""
     try:
