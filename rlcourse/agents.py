@@ -18,13 +18,12 @@ on the policy's device.
 """
 from __future__ import annotations
 
-import inspect
 import re
 
 import torch
 
 from .core import last_integer
-from .model import position_ids_from_mask
+from .model import cache_of, position_ids_from_mask
 from .problems import WordProblem, solution_steps
 from .rollout import Rollout, decode_completions, encode_prompts
 
@@ -208,8 +207,6 @@ def tool_rollout(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
     alive = [True] * B
     was_training = model.training
     model.eval()
-    # transformers renamed past_key_values to cache (5.x); older versions and stand-in models take the old name
-    cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     out = model(input_ids=prompt_ids, attention_mask=attention, position_ids=position_ids_from_mask(attention),
                 use_cache=True)
     for _ in range(max_new_tokens):
@@ -250,9 +247,9 @@ def tool_rollout(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
         step = torch.tensor(step_ids, device=device).unsqueeze(1)
         attention = torch.cat([attention, torch.tensor(step_real, device=device).unsqueeze(1)], dim=1)
         position = (attention.sum(-1, keepdim=True) - 1).clamp(min=0)
-        cache = getattr(out, "cache", None)
+        cache_name, cache = cache_of(out)
         out = model(input_ids=step, attention_mask=attention, position_ids=position, use_cache=True,
-                    **{cache_name: cache if cache is not None else out.past_key_values})
+                    **{cache_name: cache})
     model.train(was_training)
     width = max(1, max(map(len, tokens)))
 

@@ -257,6 +257,13 @@ def trainable_copy(model):
     return trained
 
 
+def cache_of(out) -> tuple[str, object]:
+    """The key/value cache a forward pass returned, and the name under which the next pass takes it: ``cache``
+    from transformers 5.x (which deprecates ``past_key_values``), ``past_key_values`` before and in stand-ins."""
+    cache = getattr(out, "cache", None)
+    return ("cache", cache) if cache is not None else ("past_key_values", out.past_key_values)
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import position_ids_from_mask
+from .model import cache_of, position_ids_from_mask
 from .core import gather_log_probs, through_first
 
 
@@ -98,8 +98,7 @@ def shared_prompt_cache(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tens
     head_ids, head_mask = prompt_ids[:, :-1], prompt_mask[:, :-1]
     out = model(input_ids=head_ids, attention_mask=head_mask, position_ids=position_ids_from_mask(head_mask),
                 use_cache=True, logits_to_keep=1)
-    name = "cache" if "cache" in out else "past_key_values"   # transformers renamed it in 5.x
-    cache = out[name]
+    name, cache = cache_of(out)
     cache.batch_repeat_interleave(num_samples)
     return {name: cache}
 
