@@ -214,6 +214,12 @@ LESSONS: tuple[Lesson, ...] = (
            "past its best, more DPO steps on the same pairs lower the annotator's score by at least 0.2"),
     Lesson("06.loss_falls", "06_dpo", "dpo_loss_last - dpo_loss_at_steps", "<", 0.0,
            "past STEPS, more steps on the same pairs keep lowering the DPO loss"),
+    Lesson("06.off_policy_pairs", "06_dpo", "dpo_win_rate - dpo_offpolicy_far_win_rate", ">", 0.0,
+           "at the same budget (rankings, steps, reference), DPO on pairs sampled from the reference itself beats the "
+           "reference more often than DPO on pairs from another model far from it (the reference sampled at T = 2)"),
+    Lesson("06.online", "06_dpo", "dpo_online_win_rate - dpo_win_rate", ">", 0.0,
+           "at the same budget (rankings, steps, reference), online DPO, with fresh pairs from the current policy "
+           "every few steps, beats the reference more often than offline DPO on pairs sampled once"),
     # 07: a tool in the loop, at equal supervision; the action mask; abstention judged on the policy's own P(correct)
     Lesson("07.tool_effect", "07_agents", "grpo_calls_accuracy - grpo_nocalls_accuracy", ">=", 0.05,
            "at equal supervision and budget (the same worked solutions, then the same GRPO), the arm with calls "

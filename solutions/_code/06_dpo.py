@@ -27,6 +27,7 @@ if IN_COLAB:
 # %% cell 2 setup
 import copy
 import math
+from collections import namedtuple
 
 import matplotlib.pyplot as plt
 import torch
@@ -60,6 +61,8 @@ MAX_GRAD_NORM = 1.0
 DPO_BETA = 0.1
 SIMPO_BETA, SIMPO_GAMMA = 2.0, 0.5
 N_WINRATE = pick(400, 32)      # prompts for the win-rate evaluation
+OFF_POLICY_TEMPERATURES = {"near": 1.5, "far": 2.0}   # section 6: other models for DPO's pairs: the pre-trained one, sampled hotter
+ONLINE_ROUNDS = pick(5, 2)     # section 6: online DPO samples and ranks fresh pairs from the current policy this often
 OVERTRAIN_STEPS = pick(75, 2)  # DPO keeps training this many steps past STEPS, to watch over-optimisation
 EVAL_EVERY = pick(25, 2)       # steps between the annotator's evaluations during that run
 EVAL_PROMPT_SEED = 99          # notebook 04's evaluation prompts, so that the true scores compare
@@ -189,10 +192,7 @@ seed_everything(SEED)
 policy0, tok = load_policy(MODEL_NAME)
 for p in policy0.parameters():
     p.requires_grad_(False)
-
-data = sample_completions(policy0, tok, review_prompts(PAIR_PROMPTS, seed=SEED), MAX_NEW_TOKENS, num_samples=GROUP_SIZE)
-rankings = [annotator_ranking(data.texts[g:g + GROUP_SIZE]) for g in range(0, len(data), GROUP_SIZE)]
-chosen_rows, rejected_rows = preference_pairs(rankings, GROUP_SIZE, ranking_to_pairs, device=data.device)   # (N,) rows of data
+Pairs = namedtuple("Pairs", "data chosen rejected ref_logps")   # chosen, rejected: (N,) rows of data
 
 
 def sequence_logps(model, batch):
@@ -200,23 +200,34 @@ def sequence_logps(model, batch):
     return sequence_log_prob(token_log_probs(completion_logits(model, batch), batch.completion_ids), batch.completion_mask)
 
 
-with torch.no_grad():
-    ref_logps = map_chunks(lambda chunk: sequence_logps(policy0, chunk), data)      # (len(data),), computed once
-lengths = data.completion_mask.sum(-1)
-w, l = chosen_rows[0].item(), rejected_rows[0].item()
-print(f"{len(chosen_rows)} preference pairs from {PAIR_PROMPTS} prompts; for example")
-print(f"  chosen   ({annotator_score(data.texts[w]):+.2f}): {data.texts[w]}")
-print(f"  rejected ({annotator_score(data.texts[l]):+.2f}): {data.texts[l]}")
+def make_pairs(sampler, prompts, temperature=1.0):
+    """GROUP_SIZE reviews of each prompt sampled from `sampler`, ranked once by the annotator, every (winner, loser)
+    of each ranking; and the reference's (policy0's) log-probs of every review, computed once."""
+    data = sample_completions(sampler, tok, prompts, MAX_NEW_TOKENS, temperature=temperature, num_samples=GROUP_SIZE)
+    rankings = [annotator_ranking(data.texts[g:g + GROUP_SIZE]) for g in range(0, len(data), GROUP_SIZE)]
+    chosen, rejected = preference_pairs(rankings, GROUP_SIZE, ranking_to_pairs, device=data.device)
+    with torch.no_grad():
+        ref_logps = map_chunks(lambda chunk: sequence_logps(policy0, chunk), data)      # (len(data),)
+    return Pairs(data, chosen, rejected, ref_logps)
+
+
+pair_prompts = review_prompts(PAIR_PROMPTS, seed=SEED)
+offline = make_pairs(policy0, pair_prompts)     # the offline data: sampled once, from the reference itself
+w, l = offline.chosen[0].item(), offline.rejected[0].item()
+print(f"{len(offline.chosen)} preference pairs from {PAIR_PROMPTS} prompts; for example")
+print(f"  chosen   ({annotator_score(offline.data.texts[w]):+.2f}): {offline.data.texts[w]}")
+print(f"  rejected ({annotator_score(offline.data.texts[l]):+.2f}): {offline.data.texts[l]}")
 
 
 # %% cell 14
-def dpo_pair_loss(pc, pr, chosen, rejected):
-    """DPO: the policy's log-probs of each pair against the reference's (computed once, above)."""
-    return dpo_loss(pc, pr, ref_logps[chosen], ref_logps[rejected], beta=DPO_BETA)
+def dpo_pair_loss(pc, pr, chosen, rejected, pairs):
+    """DPO: the policy's log-probs of each pair against the reference's (computed once, with the pairs)."""
+    return dpo_loss(pc, pr, pairs.ref_logps[chosen], pairs.ref_logps[rejected], beta=DPO_BETA)
 
 
-def simpo_pair_loss(pc, pr, chosen, rejected):
+def simpo_pair_loss(pc, pr, chosen, rejected, pairs):
     """SimPO: log-probs divided by the lengths, a margin gamma, no reference."""
+    lengths = pairs.data.completion_mask.sum(-1)
     return simpo_loss(pc, pr, lengths[chosen], lengths[rejected], beta=SIMPO_BETA, gamma=SIMPO_GAMMA)
 
 
@@ -238,10 +249,12 @@ def annotator_eval(policy):
     return sum(scores) / len(scores), win_share(scores, reference_eval_scores)
 
 
-def train(pair_loss, name, steps=STEPS, seed=SEED, extra_steps=0):
-    """Offline preference optimisation: minimise pair_loss on random batches of the fixed pairs.
-    Returns (a copy of) the policy after `steps` steps and the history. With extra_steps the run goes on
-    past `steps`, and the annotator evaluates the policy every EVAL_EVERY steps."""
+def train(pair_loss, name, steps=STEPS, seed=SEED, extra_steps=0, pairs=None, resample=None):
+    """Offline preference optimisation: minimise pair_loss on random batches of fixed pairs (section 3's
+    `offline` ones unless `pairs` says otherwise). Returns (a copy of) the policy after `steps` steps and the
+    history. With extra_steps the run goes on past `steps`, and the annotator evaluates the policy every
+    EVAL_EVERY steps. With resample (section 6), the pairs become resample(policy, step) whenever that is not None."""
+    pairs = offline if pairs is None else pairs
     seed_everything(seed)
     policy = copy.deepcopy(policy0)
     for p in policy.parameters():
@@ -252,17 +265,19 @@ def train(pair_loss, name, steps=STEPS, seed=SEED, extra_steps=0):
                "annotator": [(0, *annotator_eval(policy0))] if extra_steps else []}
     gen = torch.Generator().manual_seed(seed)
     for step in tqdm(range(steps + extra_steps), desc=name):
-        # 1. a batch of pairs from the offline data
-        idx = torch.randint(len(chosen_rows), (PAIR_BATCH,), generator=gen)
-        chosen, rejected = chosen_rows[idx], rejected_rows[idx]
+        if resample is not None:
+            pairs = resample(policy, step) or pairs     # online: now and then, fresh pairs from the policy itself
+        # 1. a batch of pairs
+        idx = torch.randint(len(pairs.chosen), (PAIR_BATCH,), generator=gen)
+        chosen, rejected = pairs.chosen[idx], pairs.rejected[idx]
         # 2. the policy's log-probs of the chosen and the rejected reviews
-        logps = sequence_logps(policy, subset(data, torch.cat([chosen, rejected])))
+        logps = sequence_logps(policy, subset(pairs.data, torch.cat([chosen, rejected])))
         pc, pr = logps[:PAIR_BATCH], logps[PAIR_BATCH:]
         # 3. the pair loss  4. step
-        loss = pair_loss(pc, pr, chosen, rejected)
+        loss = pair_loss(pc, pr, chosen, rejected, pairs)
         optimizer_step(opt, loss, MAX_GRAD_NORM)
         with torch.no_grad():
-            chosen_ratio, rejected_ratio = pc - ref_logps[chosen], pr - ref_logps[rejected]
+            chosen_ratio, rejected_ratio = pc - pairs.ref_logps[chosen], pr - pairs.ref_logps[rejected]
             history["loss"].append(loss.item())
             history["chosen log-ratio"].append(chosen_ratio.mean().item())
             history["rejected log-ratio"].append(rejected_ratio.mean().item())
@@ -347,4 +362,62 @@ report("dpo_eval_win_rate_last", win_rates[-1])
 loss_avg = moving_average(dpo_hist["loss"], 10)
 report("dpo_loss_at_steps", loss_avg[STEPS - 1])          # 10-step moving averages, as plotted
 report("dpo_loss_last", loss_avg[-1])
+
+
+# %% cell 22
+preference_run.require()
+offpolicy, offpolicy_policies = {}, {}
+for arm, temperature in OFF_POLICY_TEMPERATURES.items():
+    seed_everything(SEED)
+    offpolicy[arm] = make_pairs(policy0, pair_prompts, temperature=temperature)   # same prompts, another sampler
+    offpolicy_policies[arm], _ = train(dpo_pair_loss, f"DPO, pairs sampled at T = {temperature}", pairs=offpolicy[arm])
+
+per_round, round_steps = PAIR_PROMPTS // ONLINE_ROUNDS, STEPS // ONLINE_ROUNDS
+online_rounds = []   # each round's pairs
+
+
+def fresh_pairs(policy, step):
+    """Online DPO: at the start of each round, the round's share of the prompts, sampled from the current policy."""
+    k, into_round = divmod(step, round_steps)
+    if into_round or k >= ONLINE_ROUNDS:
+        return None
+    online_rounds.append(make_pairs(policy, pair_prompts[k * per_round:(k + 1) * per_round]))
+    return online_rounds[-1]
+
+
+online_policy, _ = train(dpo_pair_loss, "online DPO", resample=fresh_pairs)
+
+
+def describe(pairs):
+    """The annotator's mean score of the sampled reviews and the reference's mean log-prob per token of them."""
+    tokens = pairs.data.completion_mask.sum(-1)
+    scores = [annotator_score(t) for t in pairs.data.texts]
+    return f"{len(pairs.chosen):5d} pairs; reviews: score {sum(scores) / len(scores):+.3f}, " \
+           f"log pi_ref per token {(pairs.ref_logps / tokens).mean().item():+.2f}"
+
+
+print(f"{'from the reference (section 4)':36s}", describe(offline))
+for arm, temperature in OFF_POLICY_TEMPERATURES.items():
+    print(f"{f'off-policy ({arm}): at T = {temperature}':36s}", describe(offpolicy[arm]))
+for k, pairs in enumerate(online_rounds):
+    print(f"{f'online round {k + 1}: the current policy':36s}", describe(pairs))
+
+
+# %% cell 23
+preference_run.require()
+rows = [("DPO, pairs from the reference", dpo_win, dpo_score)]
+for arm, temperature in OFF_POLICY_TEMPERATURES.items():
+    win, score, _, _ = win_rate(offpolicy_policies[arm])
+    rows.append((f"DPO, pairs sampled at T = {temperature}", win, score))
+    report(f"dpo_offpolicy_{arm}_win_rate", win)
+    report(f"dpo_offpolicy_{arm}_true_score", score)
+online_win, online_score, _, online_texts = win_rate(online_policy)
+rows.append(("online DPO", online_win, online_score))
+print(f"{'':32s} win rate vs the reference   mean annotator score (reference {ref_score:+.3f})")
+for name, win, score in rows:
+    print(f"{name:32s} {win:6.1%} {score:+28.3f}")
+for t in online_texts[:3]:
+    print("   online DPO:", t)
+report("dpo_online_win_rate", online_win)
+report("dpo_online_true_score", online_score)
 report.lessons(dpo_policy)   # how this run did on the notebook's lessons, beside the results ledger
