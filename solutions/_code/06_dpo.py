@@ -38,7 +38,7 @@ from rlcourse.cafe import annotator_ranking, annotator_score, review_prompts
 from rlcourse.checks import (check_close, check_no_grad, check_own_function, check_raises, check_scalar,
                              needs_your_code)
 from rlcourse.config import Report, pick
-from rlcourse.model import load_policy, seed_everything, set_threads
+from rlcourse.model import load_policy, seed_everything, set_threads, trainable_copy
 from rlcourse.optim import optimizer_step
 from rlcourse.plots import moving_average, plot_curve
 from rlcourse.reference import ranking_to_pairs, sequence_log_prob, token_log_probs
@@ -256,9 +256,7 @@ def train(pair_loss, name, steps=STEPS, seed=SEED, extra_steps=0, pairs=None, re
     EVAL_EVERY steps. With resample (section 6), the pairs become resample(policy, step) whenever that is not None."""
     pairs = offline if pairs is None else pairs
     seed_everything(seed)
-    policy = copy.deepcopy(policy0)
-    for p in policy.parameters():
-        p.requires_grad_(True)
+    policy = trainable_copy(policy0)
     policy.train()
     opt = torch.optim.Adam(policy.parameters(), lr=LR)
     history = {"loss": [], "chosen log-ratio": [], "rejected log-ratio": [], "pair accuracy": [],
