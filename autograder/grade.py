@@ -26,7 +26,8 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from rlcourse import layout
+from coursetools import layout
+from rlcourse.paths import REPO_ROOT
 
 from . import limits, sandbox
 from . import notebooks as nbs
@@ -37,7 +38,7 @@ from .pool import (GRADER_ERROR, GRADER_ERROR_NOTE, UID_BLOCK, GradingOptions, O
                    hold_uid_block, release_answers, run_item)
 from .publish import publish, write_atomic, write_csv, write_not_graded
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 GRADER_VERSION = "4"  # part of every result's key: results of another grader version are not reused
 
 

@@ -13,7 +13,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from rlcourse import layout
+from coursetools import layout
 
 from . import notebooks as nbs
 from .pool import GRADER_ERROR, Outcome

@@ -12,7 +12,7 @@ stay in the sandboxed process's log, capped there (autograder/sandboxed/student_
 """
 import os
 
-from rlcourse.layout import STUB
+from coursetools.layout import STUB
 
 c = get_config()  # noqa: F821 - provided by nbgrader
 
@@ -20,7 +20,7 @@ c.CourseDirectory.root = os.path.dirname(os.path.dirname(os.path.abspath(__file_
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 c.CourseDirectory.course_id = "rl-for-llms"
-c.ClearSolutions.code_stub = {"python": STUB}  # the release names it after the exercise (rlcourse/layout.py)
+c.ClearSolutions.code_stub = {"python": STUB}  # the release names it after the exercise (coursetools/layout.py)
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Never enable ClearMetadataPreprocessor here: generate_assignment does not use it, and nbgrader's
 # autograde runs it before SaveAutoGrades, so it would strip the grade metadata (every test scores 0).

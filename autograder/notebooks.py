@@ -25,9 +25,9 @@ from pathlib import Path
 
 import nbformat
 
-from rlcourse import layout
-from rlcourse.layout import STUB, is_answer_cell as is_answer, setup_indices
-from rlcourse.layout import cell_source as source_text, nbgrader_meta as nbmeta
+from coursetools import layout
+from coursetools.layout import STUB, is_answer_cell as is_answer, setup_indices
+from coursetools.layout import cell_source as source_text, nbgrader_meta as nbmeta
 
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 HIDDEN_BLOCK = re.compile(r"^([ \t]*)### BEGIN HIDDEN TESTS[^\n]*\n(.*?)^[ \t]*### END HIDDEN TESTS[^\n]*(?:\n|$)", re.S | re.M)

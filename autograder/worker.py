@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from rlcourse import layout
+from coursetools import layout
 
 
 def nbgrader_config(root: Path, db_url: str, cell_timeout: int | None = None):

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from autograder.grade import REPO, grade  # noqa: E402
 from autograder.pool import GradingOptions  # noqa: E402
 from autograder.limits import WORKERS as DEFAULT_WORKERS  # noqa: E402
-from rlcourse.layout import assignment_ids, source_notebook  # noqa: E402
+from coursetools.layout import assignment_ids, source_notebook  # noqa: E402
 
 
 def main() -> None:

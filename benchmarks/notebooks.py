@@ -26,8 +26,8 @@ from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from rlcourse.config import kernel_manager_config  # noqa: E402 - CurveZMQ keys: no TCP warning from the kernel
-from rlcourse.layout import assignment_ids, source_notebook  # noqa: E402
+from coursetools.kernels import kernel_manager_config  # noqa: E402 - CurveZMQ keys: no TCP warning from the kernel
+from coursetools.layout import assignment_ids, source_notebook  # noqa: E402
 RESULT = re.compile(r"^\[result\]\s+(\S+)\s*=\s*(.+?)\s*$", re.MULTILINE)
 BUDGET_S = {"full": 300, "reduced": 60}  # notebooks 00-03 (issue targets)
 BUDGET_S_LATE = {"full": 600, "reduced": 90}  # notebooks 04-07: PPO/RLHF, GRPO, DPO, agents

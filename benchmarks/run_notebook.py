@@ -11,7 +11,7 @@
 Needs only what the course package needs (torch, transformers, tokenizers, safetensors, numpy,
 matplotlib, tqdm): no Jupyter, nbformat, nbclient or nbgrader. A notebook is read as JSON and its
 code cells are executed in order in one namespace, like a kernel would (lines starting with ``%``
-or ``!`` become comments, ``rlcourse.layout.code_cells``; the course's cells have none). Each
+or ``!`` become comments, ``coursetools.layout.code_cells``; the course's cells have none). Each
 notebook runs in a fresh Python process, with the notebook's folder as working directory,
 ``MPLBACKEND=Agg`` and ``RLCOURSE_REDUCED=0`` (``--reduced``: 1). The repository root goes on
 ``PYTHONPATH`` (and ``sys.path``) so that ``rlcourse`` imports without installing it. On CUDA each
@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from rlcourse.layout import assignment_ids, code_cells as notebook_code, read_json, source_notebook  # noqa: E402
+from coursetools.layout import assignment_ids, code_cells as notebook_code, read_json, source_notebook  # noqa: E402
 
 RESULT = re.compile(r"^\[result\]\s+\S+\s*=")
 MODEL_LINE = re.compile(r'^MODEL_NAME = "tiny"', re.MULTILINE)

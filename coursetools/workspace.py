@@ -1,8 +1,8 @@
 """The student's workspace: their own copy of the release, and course updates that never overwrite their work.
 
-    python -m rlcourse.workspace update     # bring new and updated release notebooks into the workspace
-    python -m rlcourse.workspace status     # say what `update` would do, change nothing
-    python -m rlcourse.workspace lab        # what `bash scripts/course.sh lab` runs before JupyterLab starts
+    python -m coursetools.workspace update     # bring new and updated release notebooks into the workspace
+    python -m coursetools.workspace status     # say what `update` would do, change nothing
+    python -m coursetools.workspace lab        # what `bash scripts/course.sh lab` runs before JupyterLab starts
 
 The release (``notebooks/``, tracked by git) is never opened by the student. The workspace
 (``workspace/`` by default, ignored by git, ``RLCOURSE_WORKSPACE`` or ``--workspace`` to move it) is
@@ -46,10 +46,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import kernel_manager_config
-from .paths import REPO_ROOT
+from rlcourse.paths import REPO_ROOT
 
-RELEASE_DIR = REPO_ROOT / "notebooks"
+from . import layout
+from .kernels import kernel_manager_config
+
+RELEASE_DIR = REPO_ROOT / layout.RELEASE_DIR
 MANIFEST = ".release.json"
 JUPYTER_DIR = ".jupyter"
 FORMAT = 1
@@ -298,7 +300,7 @@ def _place_new_version(workspace, release, rel, entry, files, report, copy_in, d
 
 # ----------------------------------------------------------------------------- JupyterLab in student mode
 NBGRADER_CONFIG = '''\
-"""nbgrader in the student's JupyterLab (written by rlcourse.workspace; rewritten at every start).
+"""nbgrader in the student's JupyterLab (written by coursetools.workspace; rewritten at every start).
 
 Validate and the Assignment List read this file; the instructor's configuration is autograder/nbgrader_config.py.
 This course has no shared exchange: the Assignment List looks in an empty folder of the workspace.
@@ -358,7 +360,7 @@ def prepare_lab(workspace: Path | None = None, release: Path | None = None) -> P
 
 # ----------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rlcourse.workspace", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m coursetools.workspace", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["update", "status", "lab"],
                         help="update: bring the release in; status: say what update would do; "
                              "lab: create the workspace if needed and write its Jupyter configuration")

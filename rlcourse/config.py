@@ -1,4 +1,4 @@
-"""Run-wide switches: the reduced mode that tests and grading use, the repository URL, kernel settings.
+"""Run-wide switches: the reduced mode that tests and grading use, the repository URL.
 
 Reduced mode makes every training loop take only a few steps. It is on when nbgrader executes a
 notebook (nbgrader sets ``NBGRADER_EXECUTION``) or when ``RLCOURSE_REDUCED=1``; ``RLCOURSE_REDUCED=0``
@@ -21,23 +21,6 @@ def reduced_mode() -> bool:
 def pick(full, reduced):
     """``full`` normally, ``reduced`` in reduced mode: ``steps = pick(200, 3)``."""
     return reduced if reduced_mode() else full
-
-
-def kernel_manager_config() -> dict:
-    """Kernel settings for every kernel the course starts (JupyterLab, tests, benchmarks), as a config dict.
-
-    ipykernel warns "Kernel is running over TCP without encryption" unless its kernel manager gives it
-    CurveZMQ keys; jupyter_client does so with ``transport_encryption = "auto"`` when the kernelspec
-    declares support (ipykernel's does). Without CurveZMQ in pyzmq, local IPC sockets avoid TCP altogether.
-    """
-    try:
-        import zmq
-        from jupyter_client.manager import KernelManager
-    except ImportError:
-        return {}
-    if zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names():
-        return {"KernelManager": {"transport_encryption": "auto"}}
-    return {"KernelManager": {"transport": "ipc"}} if os.name == "posix" else {}
 
 
 class Report:

@@ -17,7 +17,7 @@
 # pyproject.toml or scripts/constraints.txt change. Set PYTHON to choose the interpreter,
 # RLCOURSE_VENV to use another environment (e.g. RLCOURSE_VENV="$CONDA_PREFIX" in the conda
 # environment of environment.yml), RLCOURSE_WORKSPACE to put the workspace elsewhere
-# (rlcourse/workspace.py explains the workspace).
+# (coursetools/workspace.py explains the workspace).
 set -euo pipefail
 CALLER_PWD=$(pwd)
 cd "$(dirname "$0")/.."
@@ -57,7 +57,7 @@ case "$cmd" in
   lab)
     setup
     # creates the workspace on the first run and writes its Jupyter configuration (student mode)
-    "$VENV/bin/python" -m rlcourse.workspace lab --workspace "$WORKSPACE"
+    "$VENV/bin/python" -m coursetools.workspace lab --workspace "$WORKSPACE"
     export HF_HUB_OFFLINE=1 JUPYTER_CONFIG_PATH="$WORKSPACE/.jupyter${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
     extra=()
     [ "$(id -u)" = 0 ] && extra+=(--allow-root)  # containers often run as root; Jupyter refuses without it
@@ -79,7 +79,7 @@ case "$cmd" in
     exec "$VENV/bin/nbgrader" "$@" ;;
   update)
     setup
-    exec "$VENV/bin/python" -m rlcourse.workspace update --workspace "$WORKSPACE" "$@" ;;
+    exec "$VENV/bin/python" -m coursetools.workspace update --workspace "$WORKSPACE" "$@" ;;
   test)
     setup
     system_packages

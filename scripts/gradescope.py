@@ -1,10 +1,11 @@
 """Build the zip Gradescope's autograder takes for one assignment: ``.venv/bin/python scripts/gradescope.py ASSIGNMENT``.
 
 The zip holds ``setup.sh`` and ``run_autograder`` (autograder/gradescope/) and ``course/``: the grader,
-the helper package, the data and the assignment's source and release notebooks. The source notebook
-has the hidden tests: upload the zip to Gradescope only (students never see it). On Gradescope, set
-the autograder's memory to 2 GB or more (the default 768 MB is too little: benchmarks/grading.py
-prints each notebook's peak memory).
+the helper package (rlcourse/), the course's tooling (coursetools/: the grader imports its layout), the
+data and the assignment's source and release notebooks. The source notebook has the hidden tests:
+upload the zip to Gradescope only (students never see it). On Gradescope, set the autograder's memory
+to 2 GB or more (the default 768 MB is too little: benchmarks/grading.py prints each notebook's peak
+memory).
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from autograder.errors import GradingError  # noqa: E402
-from rlcourse.layout import assignment_ids  # noqa: E402
-SHARED = ("autograder", "rlcourse", "data", "pyproject.toml", "README.md", "nbgrader_config.py",
+from coursetools.layout import assignment_ids  # noqa: E402
+SHARED = ("autograder", "rlcourse", "coursetools", "data", "pyproject.toml", "README.md", "nbgrader_config.py",
           "scripts/constraints.txt")
 
 

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/release.py 02_policy_gradients
     .venv/bin/python scripts/release.py --out /tmp/rel  # write the student release somewhere else
 
-The step itself is ``rlcourse.layout.release``: it stamps the course's repository URL
+The step itself is ``coursetools.layout.release``: it stamps the course's repository URL
 (``rlcourse.config.REPO_URL``) into the source notebooks' badge and Colab cell, writes the student
 release with nbgrader (``autograder/nbgrader_config.py``; stubs named after their exercise, the
 metadata Jupyter writes) and the code mirrors that the linters and duplicate finders read.
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rlcourse import layout  # noqa: E402
+from coursetools import layout  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 
-from rlcourse.layout import release_notebook, source_notebook
+from coursetools.layout import release_notebook, source_notebook
 
 COURSE = Path(__file__).resolve().parent / "fixtures" / "course"
 SOURCE = source_notebook("demo", COURSE)

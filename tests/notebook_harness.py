@@ -2,7 +2,7 @@
 
 A notebook follows CONTRIBUTING.md: cells tagged ``setup`` (the Colab cell, imports and config);
 per exercise an answer cell whose nbgrader ``grade_id`` is the function's name (``solution: true``)
-and test cells whose ``grade_id`` starts with ``test_<name>`` (the rules are rlcourse/layout.py's, as the
+and test cells whose ``grade_id`` starts with ``test_<name>`` (the rules are coursetools/layout.py's, as the
 grader's are). Those cells hold plain Python (no ``%``/``!`` magics), so we run them with ``exec`` in a
 fresh namespace: no kernel, no IPython.
 The Colab cell only installs when ``google.colab`` imports, so here it is a no-op.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import nbformat
 
-from rlcourse.layout import REPO_ROOT as ROOT, assignment_ids, is_answer_cell, is_setup_cell as is_setup  # noqa: F401 - H.ROOT, H.assignment_ids
-from rlcourse.layout import MAGIC, nbgrader_meta, release_notebook, source_notebook, test_owners
+from coursetools.layout import REPO_ROOT as ROOT, assignment_ids, is_answer_cell, is_setup_cell as is_setup  # noqa: F401 - H.ROOT, H.assignment_ids
+from coursetools.layout import MAGIC, nbgrader_meta, release_notebook, source_notebook, test_owners
 
 
 def notebook_path(assignment: str, release: bool = False) -> Path:

@@ -22,12 +22,12 @@ import socket
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 NOTEBOOK = "00_why_rl/00_why_rl.ipynb"
 TOKEN = "rlcourse-browser-test"
 INSTRUCTOR_COMMANDS = ("nbgrader:open-formgrader", "nbgrader:open-formgrader-local", "nbgrader:open-create-assignment",

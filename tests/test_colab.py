@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from rlcourse.layout import source_notebook
+from coursetools.layout import source_notebook
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 NOTEBOOK = source_notebook("00_why_rl")
 
 DRIVER = r'''

@@ -1,4 +1,4 @@
-"""The exercise contract (COURSE_CONTRACT.md, read by rlcourse.contract) against the notebooks and the README.
+"""The exercise contract (COURSE_CONTRACT.md, read by coursetools.contract) against the notebooks and the README.
 
 Every row of the contract is either implemented (an answer cell in its section's notebook, with the
 contract's ``def`` line, and a name in the README's exercise table) or listed in PENDING below with
@@ -14,7 +14,7 @@ import pytest
 
 import notebook_harness as H
 
-from rlcourse import contract
+from coursetools import contract
 
 # Contract rows that no notebook implements yet, with the issue that adds them. The one list of
 # exceptions: a row implemented while still listed here, or listed here but gone from the contract,

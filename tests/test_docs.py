@@ -17,12 +17,12 @@ import os
 import re
 import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 DOCS = ("README.md", "CONTRIBUTING.md")
 FENCE = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
 INLINE = re.compile(r"`((?:bash scripts/|\.venv/bin/python |python3? )[^`]+)`")

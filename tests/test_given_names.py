@@ -21,7 +21,7 @@ import torch
 from autograder import notebooks as nbs
 from autograder.sandbox import STUDENT_MODULES
 from rlcourse import agents, reference
-from rlcourse.layout import REPO_ROOT, source_notebook
+from coursetools.layout import REPO_ROOT, source_notebook
 
 COURSE = nbs.load_course(REPO_ROOT)
 

@@ -14,8 +14,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 import gradescope
 
 from demo_course import COURSE, SEQ_OK, SFT_OK, SFT_PARTIAL, notebook

@@ -1,4 +1,4 @@
-"""rlcourse/layout.py, the one place for the course's layout: assignment ids, which test cell belongs to
+"""coursetools/layout.py, the one place for the course's layout: assignment ids, which test cell belongs to
 which exercise, the code mirrors of the notebooks (in sync), and the linter over all the code."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import sys
 import pytest
 
 from autograder import notebooks as nbs
-from rlcourse import layout
-from rlcourse.layout import REPO_ROOT as ROOT
+from coursetools import layout
+from coursetools.layout import REPO_ROOT as ROOT
 
 IDS = layout.assignment_ids()
-LINTED = ["rlcourse", "autograder", "scripts", "benchmarks", "tests", layout.MIRROR_DIR, "nbgrader_config.py"]
+LINTED = ["rlcourse", "coursetools", "autograder", "scripts", "benchmarks", "tests", layout.MIRROR_DIR, "nbgrader_config.py"]
 RUN_RELEASE = "run .venv/bin/python scripts/release.py"
 
 
@@ -70,7 +70,7 @@ def test_grader_and_harness_see_the_same_exercises(assignment):
 
 def test_layout_imports_no_notebook_tool_chain():
     """benchmarks/run_notebook.py uses it where Jupyter is not installed: nbgrader and nbformat load only in the release step."""
-    out = subprocess.run([sys.executable, "-c", "import sys, rlcourse.layout; print(sorted(m for m in sys.modules "
+    out = subprocess.run([sys.executable, "-c", "import sys, coursetools.layout; print(sorted(m for m in sys.modules "
                           "if m.split('.')[0] in ('nbgrader', 'nbformat', 'traitlets', 'torch')))"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

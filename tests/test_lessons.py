@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlcourse.layout import assignment_ids, read_json, source_notebook
+from coursetools.layout import assignment_ids, read_json, source_notebook
 from rlcourse.lessons import LESSONS, Lesson, LessonError, evaluate, lesson, metric_names, parse_results
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,12 +17,12 @@ import pytest
 import notebook_harness as H
 from test_contract import implemented
 
-from rlcourse import contract
+from coursetools import contract
 
 IDS = H.assignment_ids()
 WRONG_DIR = Path(__file__).resolve().parent / "wrong_implementations"
 
-# The exercise contract (COURSE_CONTRACT.md, read by rlcourse.contract): the functions each notebook must
+# The exercise contract (COURSE_CONTRACT.md, read by coursetools.contract): the functions each notebook must
 # grade, less the rows a later issue adds (PENDING in tests/test_contract.py).
 CONTRACT = {a: implemented(contract.section_id(a)) for a in IDS}
 
@@ -55,7 +55,7 @@ def _comparable(nb) -> list:
 
 
 def test_release_is_in_sync(tmp_path):
-    from rlcourse.layout import release_notebooks
+    from coursetools.layout import release_notebooks
 
     release_notebooks(IDS, tmp_path)
     for assignment in IDS:
@@ -152,7 +152,7 @@ def test_release_stamps_the_repository_url():
     """scripts/release.py puts rlcourse.config.REPO_URL into every badge and Colab cell (a fork sets its own)."""
     import copy
 
-    from rlcourse import layout
+    from coursetools import layout
     from rlcourse.config import REPO_URL
 
     nb = H.load(H.notebook_path(IDS[0]))
@@ -192,7 +192,7 @@ def test_solution_runs_end_to_end_reduced(assignment, tmp_path):
     import nbclient
     from traitlets.config import Config
 
-    from rlcourse.config import kernel_manager_config
+    from coursetools.kernels import kernel_manager_config
 
     nb = H.load(H.notebook_path(assignment))
     env_before = os.environ.get("RLCOURSE_REDUCED")

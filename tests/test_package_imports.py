@@ -1,5 +1,7 @@
 """rlcourse's modules import each other one way: no import cycle, not even through an import inside a function
-(issue 28: build -> pretrain -> build and pretrain -> model -> pretrain worked only through such imports)."""
+(issue 28: build -> pretrain -> build and pretrain -> model -> pretrain worked only through such imports).
+rlcourse is the student's package: it holds what the notebooks and the grader's sandbox import, and nothing of
+the course's tooling (coursetools/: the layout and release step, the workspace, the contract; issue 28)."""
 from __future__ import annotations
 
 import ast
@@ -9,10 +11,17 @@ import sys
 import pytest
 
 from autograder.sandbox import STUDENT_MODULES
-from rlcourse.layout import REPO_ROOT
+from coursetools import layout
+from rlcourse.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "rlcourse"
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+# modules of rlcourse that no notebook imports, and why they belong to the student's package all the same
+ENTRY_POINTS = {"build": "`python -m rlcourse.build` rebuilds data/: the error a notebook shows when data is missing "
+                         "names it (rlcourse.paths.REBUILD_HINT)"}
+# the course's tooling and the notebook tool chain: the student's package imports none of them
+TOOLING = {"coursetools", "autograder", "nbgrader", "nbformat", "nbclient", "nbconvert", "traitlets", "jupyter_client",
+           "jupyter_server", "jupyterlab", "notebook"}
 
 
 def _imported(node: ast.AST) -> set[str]:
@@ -97,3 +106,45 @@ def test_the_sandbox_copy_of_the_package_imports_only_what_it_holds():
     held = set(STUDENT_MODULES) - {"__init__"}
     for module in sorted(held):
         assert imports(module, top_level_only=True) <= held, module
+
+
+def _top_level_names(tree: ast.AST) -> set[str]:
+    """The top-level packages a module imports anywhere (absolute imports only)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_student_package_imports_no_course_tooling():
+    """Not even inside a function: the notebooks, Colab and the grader's sandbox get rlcourse without coursetools
+    and without nbgrader (the release step and the workspace live in coursetools/)."""
+    found = {m: sorted(_top_level_names(ast.parse((PACKAGE / f"{m}.py").read_text())) & TOOLING) for m in MODULES}
+    assert not {m: names for m, names in found.items() if names}, found
+
+
+def notebook_modules() -> set[str]:
+    """The rlcourse modules the notebooks import (read from their code mirrors, solutions/_code/<id>.py)."""
+    found = set()
+    for aid in layout.assignment_ids():
+        for node in ast.walk(ast.parse(layout.mirror_file(aid).read_text())):
+            found |= _imported(node)
+    return found
+
+
+def test_the_student_package_holds_only_what_a_notebook_or_the_sandbox_imports():
+    """Every module of rlcourse is imported by a notebook or by the sandbox's copy, directly or through another
+    module (even inside a function), or is one of ENTRY_POINTS: tooling goes to coursetools/."""
+    assert {"checks", "model", "rollout"} <= notebook_modules()  # the reader sees the notebooks' imports
+    reached, todo = set(), list(notebook_modules() | set(STUDENT_MODULES) - {"__init__"})
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(imports(module))
+    unused = sorted(set(MODULES) - reached - set(ENTRY_POINTS))
+    assert not unused, f"rlcourse modules no notebook and no sandbox module imports (move them to coursetools/): {unused}"
+    assert set(ENTRY_POINTS) <= set(MODULES) - reached, "an entry point a notebook imports needs no entry here"

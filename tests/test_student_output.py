@@ -9,7 +9,7 @@ import pytest
 
 import notebook_harness as H
 
-from rlcourse import layout
+from coursetools import layout
 from rlcourse.checks import ExerciseMissing, needs_your_code
 
 
@@ -134,7 +134,7 @@ def test_course_kernels_start_without_the_tcp_warning(capfd):
     import nbclient
     from traitlets.config import Config
 
-    from rlcourse.config import kernel_manager_config
+    from coursetools.kernels import kernel_manager_config
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import sys; print('hello', file=sys.stderr)")])
     nbclient.NotebookClient(nb, kernel_name="python3", timeout=120, config=Config(kernel_manager_config())).execute()

@@ -15,9 +15,10 @@ import pytest
 
 from notebook_harness import load
 
-from rlcourse.layout import assignment_ids, is_setup_cell, nbgrader_meta, source_notebook
+from coursetools.layout import assignment_ids, is_setup_cell, nbgrader_meta, source_notebook
+from rlcourse.paths import REPO_ROOT
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 PATHS = [source_notebook(a) for a in assignment_ids()]
 CONFIG_MARKER = "# ---- config: every knob of this notebook ----"
 SEED_CALLS = {"seed_everything", "manual_seed", "Random", "seed"}

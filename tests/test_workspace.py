@@ -1,4 +1,4 @@
-"""The student's workspace (rlcourse/workspace.py): created from the release, updated without overwriting work."""
+"""The student's workspace (coursetools/workspace.py): created from the release, updated without overwriting work."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rlcourse import workspace as W
+from coursetools import workspace as W
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 def _notebook(text: str):
