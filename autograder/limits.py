@@ -9,7 +9,7 @@ import os
 CALL_SECONDS = 60.0        # one call of a student's function (wall clock)
 MEMORY_GB = 4.0            # address space of the student's process
 KERNEL_MEMORY_GB = 1.0     # what the grader's own kernel may allocate once it starts grading (its control
-                           # group): about 30 MB for each of the course's notebooks
+                           # group): about 30 MB for each of 04, 05 and 07
 CPU_SECONDS = 600          # CPU time of the student's process
 PROCESSES = 128            # processes the student's process may start (its cgroup's pids.max)
 NOTEBOOK_SECONDS = 900.0   # one notebook's whole run

@@ -337,13 +337,13 @@ def _given_names(setup: tuple[str, ...], exercises: frozenset[str]) -> str:
         return "\n".join(constants)
     imports = sorted({line for d in definitions.values() for line in d.imports})
     values = list(dict.fromkeys(v for d in definitions.values() for v in d.values))
-    early = [v for v in values if not top_level_names_used(v) & set(definitions)]  # e.g. a compiled pattern
+    early = [v for v in values if not _names_read(v) & set(definitions)]  # e.g. a compiled pattern
     late = [v for v in values if v not in early]  # e.g. an alias `_float = upcast`, after the def it names
     codes = [d.code + "\n" for d in reversed(definitions.values())]  # what a class builds on, before it
     return "\n".join([*imports, "", *early, *codes, *late, *constants])
 
 
-def top_level_names_used(source: str) -> set[str]:
+def _names_read(source: str) -> set[str]:
     return {n.id for n in ast.walk(parse(source)) if isinstance(n, ast.Name)}
 
 
@@ -406,20 +406,3 @@ def _without_annotations(node):
         elif isinstance(n, ast.AnnAssign):
             n.annotation = ast.Constant(ast.unparse(n.annotation))
     return node
-
-
-def top_level_names(source: str, definitions_only: bool = False) -> set[str]:
-    """Names a cell binds at the top level (imports, defs, and unless ``definitions_only`` assignments)."""
-    try:
-        tree = parse(source)
-    except (SyntaxError, ValueError):
-        return set()
-    names = set()
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif not definitions_only:
-            names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    return names
