@@ -14,7 +14,8 @@ protocol, raises in the test cell (the test fails, the exercise loses those poin
 the job's event log for the grader's report, and the process is started again for the next call.
 
 A process that has been given a hidden test's inputs never runs a visible test: it is replaced right after
-the hidden block (``end_hidden``), so nothing it kept can reach a message the student sees.
+the hidden block (``end_hidden``), so nothing it kept can reach a message the student sees. In the sandbox the
+replacement is forked by the sandbox's zygote (``restart``), which ends everything the old one left first.
 """
 from __future__ import annotations
 
@@ -126,6 +127,9 @@ class StudentProcess:
         self.starts = 0
         self.hidden = False  # a hidden test is running: what it causes is reported without detail
         self.tainted = False  # this process has seen a hidden input: it never runs a visible test
+        self.control = None  # the pipes to the sandbox's zygote (grader -> zygote, zygote -> grader)
+        self.control_lines = b""
+        self.respawns = 0  # fresh processes forked by the zygote (the rest were new sandboxes)
 
     # --------------------------------------------------------------------------- events
     def event(self, kind: str, detail: str, exercise: str | None = None) -> None:
@@ -137,30 +141,110 @@ class StudentProcess:
 
     # --------------------------------------------------------------------------- process
     def start(self) -> None:
-        """Start the process and send it the cells (does not wait for them to run)."""
+        """Start a new sandbox, and in it the student's process, and send it the cells (does not wait for them to
+        run). In the sandbox the first process is a zygote (student_server.py ``Zygote``) that forks the
+        student's process, and forks a fresh one when ``restart`` asks."""
         self.stop()
         self.starts += 1
-        self.tainted = False
+        no_sandbox = self.job.get("no_sandbox", False)
         argv, env = sandbox.command(Path(self.job["sandbox_root"]), self.job.get("scratch_mb", limits.SCRATCH_MB),
-                                    self.job.get("threads", 1), self.job.get("no_sandbox", False),
-                                    self.job.get("uid", sandbox.NOBODY))
+                                    self.job.get("threads", 1), no_sandbox, self.job.get("uid", sandbox.NOBODY))
+        theirs = ()
+        if not no_sandbox:  # without a PID namespace of its own a zygote could not tell its processes from others
+            (to_zygote, commands), (replies, from_zygote) = os.pipe(), os.pipe()
+            argv, theirs = argv + ["--zygote", str(to_zygote), str(from_zygote)], (to_zygote, from_zygote)
+            self.control = (commands, replies)
+            os.set_blocking(replies, False)
         log = os.fdopen(os.open(self.job["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         # without the sandbox the student's process works in its own empty HOME, never in the grader's workspace
-        cwd = env["HOME"] if self.job.get("no_sandbox") else self.job.get("cwd") or "/"
+        cwd = env["HOME"] if no_sandbox else self.job.get("cwd") or "/"
         memory_gb = self.job.get("memory_gb", limits.MEMORY_GB)
         self.cgroup = sandbox.Cgroup(f"{sandbox.Cgroup.PREFIX}{os.getpid()}-{self.starts}", int(memory_gb * 2**30),
                                      limits.PROCESSES)
         limit = sandbox.limiter(memory_gb, self.job.get("cpu_seconds", limits.CPU_SECONDS), cgroup=self.cgroup)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                                     cwd=cwd, preexec_fn=limit)
-        log.close()
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                                         cwd=cwd, preexec_fn=limit, pass_fds=theirs)
+        finally:
+            log.close()
+            for fd in theirs:
+                os.close(fd)
         for f in (self.proc.stdin, self.proc.stdout):
             os.set_blocking(f.fileno(), False)
+        self._load()
+
+    def _load(self) -> None:
+        """Send a new student's process its cells."""
+        self.tainted = False
+        self.loaded = None
         self._send({"op": "load", "prelude": self.job["prelude"], "cells": self.job["cells"],
                     "names": self.job["names"], "cell_seconds": self.job.get("cell_seconds", limits.CALL_SECONDS),
                     "load_seconds": self.job.get("load_seconds", limits.LOAD_SECONDS), "skip": self.skip},
                    time.time() + 30)
-        self.loaded = None
+
+    def restart(self) -> None:
+        """A fresh student's process, which shares nothing with the one before: forked anew by the sandbox's
+        zygote, with every other process in the sandbox ended and its scratch emptied; where that cannot be
+        done or checked, a new sandbox."""
+        if self.proc is None or self.control is None or not self._respawn():
+            self.start()
+
+    def _respawn(self) -> bool:
+        deadline = time.time() + 10
+        try:
+            os.write(self.control[0], b"respawn\n")
+            if self._control_reply(deadline) != "clean" or not self._only_zygote_left():
+                return False
+            self._drain_replies()  # what the ended process wrote and nobody read
+            os.write(self.control[0], b"fork\n")
+            reply = self._control_reply(deadline)
+            if not (reply and reply.startswith("child ") and reply[6:].isdigit()):
+                return False
+        except OSError:
+            return False
+        self.respawns += 1
+        self._load()
+        return True
+
+    def _control_reply(self, deadline: float) -> str | None:
+        """The zygote's next answer (``exited`` reports of the process it just ended are skipped); None if it
+        gives none in time or something else."""
+        while True:
+            line = self._control_line(deadline)
+            if line is None or not line.startswith("exited "):
+                return line
+
+    def _control_line(self, deadline: float) -> str | None:
+        fd = self.control[1]
+        while b"\n" not in self.control_lines:
+            wait = deadline - time.time()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                return None
+            try:
+                chunk = os.read(fd, 256)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return None
+            self.control_lines += chunk
+            if len(self.control_lines) > 4096:  # no answer is that long
+                return None
+        line, self.control_lines = self.control_lines.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def _only_zygote_left(self) -> bool:
+        """Checked by the grader itself, where the sandbox has a control group: nothing is left in it but bwrap,
+        the namespace's init and the zygote."""
+        pids = self.cgroup.processes()
+        return pids is None or len(pids) <= 3
+
+    def _drain_replies(self) -> None:
+        fd = self.proc.stdout.fileno()
+        try:
+            while os.read(fd, 1 << 16):
+                pass
+        except BlockingIOError:
+            pass
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -169,6 +253,10 @@ class StudentProcess:
             self.cgroup.remove()
             if self.job.get("no_sandbox"):  # the sandbox's scratch vanishes with it; without it, this stands in
                 sandbox.clear_user_files(int(self.job.get("uid", sandbox.NOBODY)))
+        if self.control is not None:
+            for fd in self.control:
+                os.close(fd)
+            self.control, self.control_lines = None, b""
 
     def wait_loaded(self) -> dict:
         """Wait until the student's cells have run; a cell that hangs is skipped (the process restarts)."""
@@ -190,7 +278,7 @@ class StudentProcess:
                 self.event("cell_timeout" if hung else "crashed", f"{self.cell_label(current_cell)} "
                            f"{'did not finish while your notebook loaded' if hung else 'stopped the process'}"
                            f" ({type(exc).__name__}): skipped, the other cells ran", exercise="")
-                self.start()
+                self.restart()
                 ready, current_cell = False, None
                 continue
             event = msg.get("event") if isinstance(msg, dict) else None
@@ -253,13 +341,21 @@ class StudentProcess:
 
     def _read(self, n: int, deadline: float) -> bytes:
         fd = self.proc.stdout.fileno()
+        watch = [fd] + ([self.control[1]] if self.control else [])
         chunks, left = [], n
         while left:
             wait = deadline - time.time()
             if wait <= 0:
                 raise StudentTimeout("no reply in time")
-            readable, _, _ = select.select([fd], [], [], wait)
-            if not readable:
+            readable, _, _ = select.select(watch, [], [], wait)
+            if self.control and self.control[1] in readable and fd not in readable:
+                line = self._control_line(time.time() + 1)
+                if line is None:  # the zygote is gone, and with it the sandbox
+                    raise StudentCrashed(self._exit_status())
+                if line.startswith("exited ") and line[7:].lstrip("-").isdigit():
+                    raise StudentCrashed(self._status_text(int(line[7:])))
+                continue
+            if fd not in readable:
                 continue
             try:
                 chunk = os.read(fd, min(left, 1 << 20))
@@ -283,6 +379,10 @@ class StudentProcess:
             code = self.proc.wait(timeout=5) if self.proc else None
         except subprocess.TimeoutExpired:
             return "the student's process closed its side of the connection"
+        return self._status_text(code)
+
+    @staticmethod
+    def _status_text(code: int | None) -> str:
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             return f"the student's process was killed by {name}" + (
@@ -291,7 +391,7 @@ class StudentProcess:
 
     def _protocol(self, detail: str):
         self.event("protocol", detail)
-        self.start()
+        self.restart()
         raise StudentProtocolError(f"the student's process broke the grading protocol: {detail}")
 
     def _request(self, message, seconds: float):
@@ -305,11 +405,11 @@ class StudentProcess:
             reply = self._receive(deadline)
         except StudentTimeout:
             self.event("timeout", f"{message.get('name') or self.current} did not return within {seconds:g} s")
-            self.start()
+            self.restart()
             raise StudentTimeout(f"`{self.current}` did not return within {seconds:g} s: is there an endless loop?") from None
         except StudentCrashed as exc:
             self.event("crashed", str(exc))
-            self.start()
+            self.restart()
             raise StudentCrashed(f"`{self.current}` stopped the Python process that runs it ({exc})") from None
         except StudentProtocolError as exc:
             self._protocol(str(exc))
@@ -342,13 +442,13 @@ class StudentProcess:
         on), so that nothing it kept (globals, files in its scratch) can reach a visible test's message."""
         self.hidden = False
         if self.tainted:
-            self.start()
+            self.restart()
 
     def _taint(self) -> None:
         if self.hidden:
             self.tainted = True
         elif self.tainted:
-            self.start()
+            self.restart()
 
     def call(self, name: str, args: tuple, kwargs: dict):
         self.current = name

@@ -9,7 +9,8 @@ What the student's process gets:
   and without the training plumbing, see ``STUDENT_MODULES``). Nothing else of this machine is
   visible: not the repository, ``solutions/``, the gradebook, the submissions or other workspaces;
 - one writable place, a size-capped tmpfs at ``/tmp`` (also HOME and the working directory), and a
-  private ``/dev/shm``; both vanish with the sandbox;
+  private ``/dev/shm``; both vanish with the sandbox, and the sandbox's zygote empties them before it
+  forks a fresh student's process (autograder/sandboxed/student_server.py ``Zygote``);
 - limits on address space, CPU seconds, processes and file size; ``--die-with-parent`` and the PID
   namespace end every process it started when it ends.
 
@@ -328,6 +329,15 @@ class Cgroup:
                     return int((d / name).read_text()) / 2**20
                 except (OSError, ValueError):
                     pass
+        return None
+
+    def processes(self) -> list[int] | None:
+        """The processes in the group now (None where the machine gave no group)."""
+        for d in self.dirs:
+            try:
+                return [int(p) for p in (d / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                pass
         return None
 
     def leave(self) -> None:
