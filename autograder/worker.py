@@ -35,6 +35,8 @@ def nbgrader_config(root: Path, db_url: str, cell_timeout: int | None = None):
     cfg.ClearMetadataPreprocessor.enabled = False
     if cell_timeout:
         cfg.Execute.timeout = int(cell_timeout)
+    # kernels forked by the worker's zygote where it runs (autograder/kernel_zygote.py), otherwise started
+    cfg.Execute.kernel_manager_class = "autograder.kernel_zygote.ForkedKernelManager"
     return cfg
 
 
@@ -100,6 +102,9 @@ def main(job_dir: str) -> int:
 
 
 def serve() -> int:
+    from .kernel_zygote import ZYGOTE
+
+    ZYGOTE.start(sys.stderr)
     for line in sys.stdin:
         job_dir = line.strip()
         if not job_dir:
