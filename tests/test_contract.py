@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
 
 import notebook_harness as H
 
 from coursetools import contract
+from rlcourse.paths import REPO_ROOT
 
 # Contract rows that no notebook implements yet, with the issue that adds them. The one list of
 # exceptions: a row implemented while still listed here, or listed here but gone from the contract,
@@ -24,7 +24,7 @@ PENDING = {
 
 SECTIONS = contract.load()
 IDS = H.assignment_ids()
-SHARED_CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "COURSE_CONTRACT.md"
+SHARED_CONTRACT = REPO_ROOT.parent / "shared" / "COURSE_CONTRACT.md"
 README_TABLE_HEADER = "| # | notebook | you implement |"
 
 

@@ -16,6 +16,7 @@ from rlcourse.reference import answer_reward, ranking_to_pairs
 from rlcourse.rewards import rollout_rewards, score_at_last_token
 from rlcourse.rollout import (Rollout, batch_from_texts, completion_logits, completion_logps, completion_values,
                               encode_prompts, last_token_scores, preference_pairs, subset)
+from rlcourse.paths import REPO_ROOT
 
 META = torch.device("meta")
 
@@ -156,9 +157,8 @@ def tensors_made_without_device(source: str) -> list[str]:
 
 def test_notebook_training_cells_make_tensors_on_the_policys_device():
     import json
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO_ROOT
     problems = []
     for path in sorted(root.glob("solutions/*/*.ipynb")):
         for i, cell in enumerate(json.loads(path.read_text())["cells"]):

@@ -1,13 +1,13 @@
 """environment.yml describes the same environment as pyproject.toml; the reduced-mode switch."""
 import re
 import tomllib
-from pathlib import Path
 
 import yaml
 
 from rlcourse import config
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 def _name(req: str) -> str:

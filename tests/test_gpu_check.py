@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 RUNNER = ROOT / "benchmarks" / "run_notebook.py"
 
 # a sitecustomize that makes the notebook tool chain unimportable, as on a bare GPU machine

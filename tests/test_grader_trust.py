@@ -35,8 +35,9 @@ from autograder import remote, sandbox
 from autograder.grade import grade
 from autograder.pool import GradingOptions
 from demo_course import COURSE, REPLAY_SEQ, REPLAY_SFT, SEQ_OK, SFT_OK, SOURCE, gradebook_scores, with_answers
+from rlcourse.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 SITE = Path(sysconfig.get_paths()["purelib"])
 NOBODY = 65534
 MARK = f"rltrust{uuid.uuid4().hex[:10]}"  # names every file/process an attack tries to leave behind

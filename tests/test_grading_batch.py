@@ -25,8 +25,9 @@ import pytest
 from autograder.errors import GradingError
 from autograder.grade import grade
 from autograder.pool import GradingOptions
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 from demo_course import COURSE, RELEASE, SEQ_OK, SFT_OK, SFT_PARTIAL, gradebook_scores, notebook  # noqa: E402
 
 

@@ -3,14 +3,14 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from coursetools.layout import assignment_ids, read_json, source_notebook
 from rlcourse.lessons import LESSONS, Lesson, LessonError, evaluate, lesson, metric_names, parse_results
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 LEDGER = ROOT / "benchmarks" / "ledger"
 SWEEP = ROOT / "benchmarks" / "lessons.py"
 import lessons as sweep

@@ -1,10 +1,10 @@
 """The lowest declared transformers and tokenizers run the model and rollout tests (scripts/check_lowest.sh)."""
 import subprocess
-from pathlib import Path
 
 import pytest
+from rlcourse.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 NO_INDEX = ("Failed to establish a new connection", "Temporary failure in name resolution", "Network is unreachable",
             "No matching distribution found")
 

@@ -28,8 +28,9 @@ from autograder.errors import GradingError
 from autograder.grade import grade
 from autograder.pool import GradingOptions
 from demo_course import COURSE, REPLAY_SEQ, REPLAY_SFT, SEQ_OK, SFT_OK, notebook
+from rlcourse.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 HIDDEN_VALUES = ["7.0 / 3", "2.33333", "[-6.0, -0.5]", "[[-1.0, -1.0], [-4.0, -2.0]]", "BEGIN HIDDEN TESTS"]
 
 as_root = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv"),

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rlcourse import reference as R
+from rlcourse.paths import REPO_ROOT
 
 torch.manual_seed(0)
 
@@ -119,9 +120,8 @@ def test_kl_penalized_rewards_and_preference_losses():
 def test_the_package_plumbing_does_not_import_the_answer_key():
     """rlcourse.reference is the answer key: only notebooks (for earlier exercises) and tests import it."""
     import ast
-    from pathlib import Path
 
-    package = Path(__file__).resolve().parents[1] / "rlcourse"
+    package = REPO_ROOT / "rlcourse"
     for path in sorted(package.glob("*.py")):
         if path.name == "reference.py":
             continue
