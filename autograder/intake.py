@@ -180,6 +180,116 @@ def assign_ids(students: dict[tuple, str]) -> dict[tuple, tuple[str, str | None]
     return out
 
 
+class _Batch:
+    """What ``collect`` gathers as it walks the submissions: the notebooks found, the students, and per student
+    what could not be read and what else was not graded."""
+
+    def __init__(self, course):
+        self.course = course
+        self.names = {a: {s.name for s in srcs} for a, srcs in course.items()}
+        self.found: dict[tuple, Item] = {}
+        self.graded_from: dict[tuple, str] = {}
+        self.students: dict[tuple, str] = {}  # who -> the name shown
+        self.seen_assignments: set[str] = set()
+        self.unknown: dict[tuple, list[str]] = {}  # why a student's notebooks are missing
+        self.extra: dict[tuple, list[str]] = {}  # what else of theirs was not graded (on their first row)
+
+    def add(self, student, assignment, notebook, data, source, tags=(), notes=()) -> None:
+        key = (student, assignment, notebook)
+        self.seen_assignments.add(assignment)
+        if key in self.found:
+            self.found[key].notes.append(f"several files for this notebook: {self.graded_from[key]} was graded, not "
+                                         f"{_shown(source)}")
+            return
+        self.found[key] = Item(student, assignment, notebook, data, set(tags), list(notes))
+        self.graded_from[key] = _shown(source)
+
+    def add_file(self, student: tuple, f: Path, shown: str) -> None:
+        """A file of a flat export or of a student's folder: the notebook its name (or else its cells) says."""
+        self.students.setdefault(student, shown)
+        try:
+            data = f.read_bytes()
+        except OSError as exc:
+            self.unknown.setdefault(student, []).append(f"{_shown(f.name)}: unreadable ({exc.strerror})")
+            return
+        hit = None
+        for a, nb_names in sorted(self.names.items()):
+            for nb_name in sorted(nb_names):
+                if nb_name in f.stem or (len(nb_names) == 1 and a in f.stem):
+                    hit = (a, nb_name)
+        if hit and f.stem.endswith(hit[1]):
+            self.add(student, hit[0], hit[1], data, f.name)
+        elif hit:
+            self.add(student, hit[0], hit[1], data, f.name, {"renamed"}, [f"graded {_shown(f.name)}"])
+        else:
+            guess = _identify(data, self.course)
+            if guess:
+                self.add(student, guess[0], guess[1], data, f.name, {"renamed"},
+                         [f"graded {_shown(f.name)} (recognised by its cells)"])
+            else:
+                self.unknown.setdefault(student, []).append(f"{_shown(f.name)}: not a notebook of this course")
+
+    def add_nbgrader_folder(self, student: tuple, entry: Path, assignment_dirs: list[Path]) -> None:
+        """``<student>/<assignment>/<notebook>.ipynb``."""
+        for other in sorted(entry.iterdir()):
+            if other not in assignment_dirs and not _ignored(Path(other.name)) and (
+                    other.suffix == ".ipynb" or other.is_dir() and any(other.rglob("*.ipynb"))):
+                self.extra.setdefault(student, []).append(
+                    f"{_shown(other.name)}{'/' if other.is_dir() else ''}: not graded (not an assignment of "
+                    f"this course: {', '.join(sorted(self.course))})")
+        for adir in assignment_dirs:
+            names = self.names[adir.name]
+            self.seen_assignments.add(adir.name)
+            ipynbs = [p for p in sorted(adir.glob("*.ipynb")) if not _ignored(Path(p.name))]
+            for nbpath in ipynbs:
+                if nbpath.stem in names:
+                    self.add(student, adir.name, nbpath.stem, nbpath.read_bytes(), f"{adir.name}/{nbpath.name}")
+            unmatched = [p for p in ipynbs if p.stem not in names]
+            for nb_name in sorted(names):
+                if (student, adir.name, nb_name) in self.found or not unmatched:
+                    continue
+                if len(names) == 1:
+                    cand = unmatched.pop(0)
+                    self.add(student, adir.name, nb_name, cand.read_bytes(), f"{adir.name}/{cand.name}", {"renamed"},
+                             [f"graded {_shown(cand.name)} (renamed)"])
+            for p in unmatched:
+                self.extra.setdefault(student, []).append(
+                    f"{adir.name}/{_shown(p.name)}: not graded (not a notebook of this assignment, or another "
+                    f"file was graded for it)")
+
+    def rows(self) -> list[Item]:
+        """One row per student and notebook (a missing one says why), ordered by student id; what else of a
+        student's was not graded goes on their first row."""
+        items = list(self.found.values())
+        explained = set()  # students whose missing rows say what of theirs could not be read
+        for student in sorted(self.students):
+            for a in sorted(self.seen_assignments or self.names):
+                for nb_name in sorted(self.names[a]):
+                    if (student, a, nb_name) not in self.found:
+                        notes = self.unknown.get(student, [])
+                        tag = ("corrupt" if any("corrupt" in n or "too large" in n for n in notes) else "invalid_json") \
+                            if notes else "missing"
+                        items.append(Item(student, a, nb_name, None, {tag}, list(notes) or ["no notebook submitted"]))
+                        explained.add(student)
+        ids = assign_ids(self.students)
+        items.sort(key=lambda it: (ids[it.student][0], it.assignment, it.notebook))
+        first = set()
+        for it in items:
+            who = it.student
+            it.student, note = ids[who]
+            if who not in first:
+                first.add(who)
+                it.notes += self.extra.get(who, []) + ([] if who in explained else self.unknown.get(who, []))
+            if note:
+                it.notes.insert(0, note)
+        return items
+
+
+def _notebook_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder))
+                  and p.suffix.lower() in (".ipynb", ".json", ".txt", ""))
+
+
 def collect(path: Path, course, tmp: Path) -> tuple[list[Item], list[tuple[str, str]]]:
     """Every (student, assignment, notebook) of the batch, with the submitted bytes or why there are none;
     and each input that is no student's, with why it is not graded (``(path, "not graded, because ...")``).
@@ -193,126 +303,34 @@ def collect(path: Path, course, tmp: Path) -> tuple[list[Item], list[tuple[str, 
         path, problems, skipped = _extract_zip(path, tmp / "unzipped")
     if (path / "submitted").is_dir():
         path, prefix = path / "submitted", "submitted/"
-    names = {a: {s.name for s in srcs} for a, srcs in course.items()}
-    found: dict[tuple, Item] = {}
-    graded_from: dict[tuple, str] = {}
-    students: dict[tuple, str] = {}  # who -> the name shown
-    seen_assignments: set[str] = set()
-    unknown: dict[tuple, list[str]] = {}  # why a student's notebooks are missing
-    extra: dict[tuple, list[str]] = {}  # what else of theirs was not graded (on their first row)
-
-    def add(student, assignment, notebook, data, source, tags=(), notes=()):
-        key = (student, assignment, notebook)
-        seen_assignments.add(assignment)
-        if key in found:
-            found[key].notes.append(f"several files for this notebook: {graded_from[key]} was graded, not "
-                                    f"{_shown(source)}")
-            return
-        found[key] = Item(student, assignment, notebook, data, set(tags), list(notes))
-        graded_from[key] = _shown(source)
-
-    def add_file(student: tuple, f: Path, shown: str) -> None:
-        students.setdefault(student, shown)
-        try:
-            data = f.read_bytes()
-        except OSError as exc:
-            unknown.setdefault(student, []).append(f"{_shown(f.name)}: unreadable ({exc.strerror})")
-            return
-        hit = None
-        for a, nb_names in sorted(names.items()):
-            for nb_name in sorted(nb_names):
-                if nb_name in f.stem or (len(nb_names) == 1 and a in f.stem):
-                    hit = (a, nb_name)
-        if hit and f.stem.endswith(hit[1]):
-            add(student, hit[0], hit[1], data, f.name)
-        elif hit:
-            add(student, hit[0], hit[1], data, f.name, {"renamed"}, [f"graded {_shown(f.name)}"])
-        else:
-            guess = _identify(data, course)
-            if guess:
-                add(student, guess[0], guess[1], data, f.name, {"renamed"},
-                    [f"graded {_shown(f.name)} (recognised by its cells)"])
-            else:
-                unknown.setdefault(student, []).append(f"{_shown(f.name)}: not a notebook of this course")
-
-    def notebook_files(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder))
-                      and p.suffix.lower() in (".ipynb", ".json", ".txt", ""))
-
+    batch = _Batch(course)
     for entry in sorted(path.iterdir()):
         if _junk(entry.name):
             skipped.append((prefix + _shown(entry.name), "not graded, because it is a system file, no student's"))
-            continue
-        if entry.is_file():  # a flat LMS export (possibly next to nbgrader folders)
+        elif entry.is_file():  # a flat LMS export (possibly next to nbgrader folders)
             if entry.suffix.lower() in (".ipynb", ".json", ".txt", ""):
-                add_file(_lms_student(entry.name), entry, _lms_name(entry.name)[0])
+                batch.add_file(_lms_student(entry.name), entry, _lms_name(entry.name)[0])
             else:
                 skipped.append((prefix + _shown(entry.name),
                                 f"not graded, because it is not a notebook ({_shown(entry.suffix)})"))
-            continue
-        if not entry.is_dir():
+        elif not entry.is_dir():
             skipped.append((prefix + _shown(entry.name), "not graded, because it is neither a file nor a folder"))
-            continue
-        student = ("folder", entry.name)
-        students[student] = entry.name
-        assignment_dirs = [d for d in sorted(entry.iterdir()) if d.is_dir() and d.name in course]
-        if assignment_dirs:  # nbgrader: <student>/<assignment>/<notebook>.ipynb
-            for other in sorted(entry.iterdir()):
-                if other not in assignment_dirs and not _ignored(Path(other.name)) and (
-                        other.suffix == ".ipynb" or other.is_dir() and any(other.rglob("*.ipynb"))):
-                    extra.setdefault(student, []).append(
-                        f"{_shown(other.name)}{'/' if other.is_dir() else ''}: not graded (not an assignment of "
-                        f"this course: {', '.join(sorted(course))})")
-            for adir in assignment_dirs:
-                seen_assignments.add(adir.name)
-                ipynbs = [p for p in sorted(adir.glob("*.ipynb")) if not _ignored(Path(p.name))]
-                for nbpath in ipynbs:
-                    if nbpath.stem in names[adir.name]:
-                        add(student, adir.name, nbpath.stem, nbpath.read_bytes(), f"{adir.name}/{nbpath.name}")
-                unmatched = [p for p in ipynbs if p.stem not in names[adir.name]]
-                for nb_name in sorted(names[adir.name]):
-                    if (student, adir.name, nb_name) in found or not unmatched:
-                        continue
-                    if len(names[adir.name]) == 1:
-                        cand = unmatched.pop(0)
-                        add(student, adir.name, nb_name, cand.read_bytes(), f"{adir.name}/{cand.name}", {"renamed"},
-                            [f"graded {_shown(cand.name)} (renamed)"])
-                for p in unmatched:
-                    extra.setdefault(student, []).append(
-                        f"{adir.name}/{_shown(p.name)}: not graded (not a notebook of this assignment, or another "
-                        f"file was graded for it)")
-        else:  # one folder per student, notebooks inside
-            for f in notebook_files(entry):
-                add_file(student, f, entry.name)
-    for name, note in problems:
+        else:
+            student = ("folder", entry.name)
+            batch.students[student] = entry.name
+            assignment_dirs = [d for d in sorted(entry.iterdir()) if d.is_dir() and d.name in course]
+            if assignment_dirs:
+                batch.add_nbgrader_folder(student, entry, assignment_dirs)
+            else:  # one folder per student, notebooks inside
+                for f in _notebook_files(entry):
+                    batch.add_file(student, f, entry.name)
+    for name, note in problems:  # what of the zip could not be read
         parts = Path(name[len(prefix):] if prefix and name.startswith(prefix) else name).parts
         if _junk(parts[0]):
             skipped.append((_shown(name), "not graded, because it is a system file, no student's"))
             continue
         student = ("folder", parts[0]) if len(parts) > 1 else _lms_student(parts[0])
-        students.setdefault(student, parts[0] if len(parts) > 1 else _lms_name(parts[0])[0])
-        unknown.setdefault(student, []).append(note)
-    items = list(found.values())
-    explained = set()  # students whose missing rows say what of theirs could not be read
-    for student in sorted(students):
-        for a in sorted(seen_assignments or names):
-            for nb_name in sorted(names[a]):
-                if (student, a, nb_name) not in found:
-                    notes = unknown.get(student, [])
-                    tag = ("corrupt" if any("corrupt" in n or "too large" in n for n in notes) else "invalid_json") \
-                        if notes else "missing"
-                    items.append(Item(student, a, nb_name, None, {tag}, list(notes) or ["no notebook submitted"]))
-                    explained.add(student)
-    ids = assign_ids(students)
-    items.sort(key=lambda it: (ids[it.student][0], it.assignment, it.notebook))
-    first = set()
-    for it in items:
-        who = it.student
-        it.student, note = ids[who]
-        if who not in first:  # what else of theirs was not graded: on their first row
-            first.add(who)
-            it.notes += extra.get(who, []) + ([] if who in explained else unknown.get(who, []))
-        if note:
-            it.notes.insert(0, note)
-    return items, skipped
+        batch.students.setdefault(student, parts[0] if len(parts) > 1 else _lms_name(parts[0])[0])
+        batch.unknown.setdefault(student, []).append(note)
+    return batch.rows(), skipped
 
