@@ -155,7 +155,7 @@ def sft_step(model, optimizer, prompts, responses):
 
 
 seed_everything(SEED)
-optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+optimizer = torch.optim.Adam(model.parameters(), lr=LR)
 model.train()
 sft_losses = []
 order = torch.randperm(len(train_problems)).tolist()

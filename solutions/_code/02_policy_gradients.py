@@ -374,7 +374,7 @@ seed_everything(SEED)
 policy, tok = load_policy(MODEL_NAME)     # on the GPU when there is one
 score_before = mean_review_score(policy, tok, n=EVAL_REVIEWS, max_new_tokens=MAX_NEW_TOKENS, seed=EVAL_PROMPT_SEED)
 report("review_score_before", score_before)
-optimizer = torch.optim.AdamW(policy.parameters(), lr=LR)
+optimizer = torch.optim.Adam(policy.parameters(), lr=LR)
 history = {"score": [], "loss": []}
 with needs_your_code() as reinforce_run:
     for step in tqdm(range(PG_STEPS), desc="REINFORCE"):

@@ -321,7 +321,7 @@ def sample_batch(policy, prompt_seed, batch=BATCH):
 seed_everything(SEED)
 base_policy, tok = load_policy(MODEL_NAME)     # on the GPU when there is one
 critic = ValueHeadModel(copy.deepcopy(base_policy))     # its head is made on the policy's device
-critic_opt = torch.optim.AdamW(critic.parameters(), lr=LR_CRITIC)
+critic_opt = torch.optim.Adam(critic.parameters(), lr=LR_CRITIC)
 warmup_losses = []
 with needs_your_code() as warmup_run:
     for step in tqdm(range(CRITIC_WARMUP), desc="critic warm-up"):
@@ -417,7 +417,7 @@ def train_reinforce(use_baseline, steps=TRAIN_STEPS, seed=SEED):
     """REINFORCE: every token is weighted by its return G_t, minus the batch-mean score with use_baseline (02)."""
     seed_everything(seed)
     policy = copy.deepcopy(base_policy)
-    policy_opt = torch.optim.AdamW(policy.parameters(), lr=LR_ACTOR)
+    policy_opt = torch.optim.Adam(policy.parameters(), lr=LR_ACTOR)
     curve = []
     for step in tqdm(range(steps), desc="REINFORCE" + (" with baseline" if use_baseline else "")):
         # 1. sample  2. score (rewards at the last token, returns)
@@ -437,8 +437,8 @@ def train_actor_critic(steps=TRAIN_STEPS, seed=SEED):
     """Actor-critic: GAE advantages from the critic weight the tokens; the critic regresses the returns."""
     seed_everything(seed)
     actor, value_model = copy.deepcopy(base_policy), copy.deepcopy(critic)
-    actor_opt = torch.optim.AdamW(actor.parameters(), lr=LR_ACTOR)
-    critic_opt = torch.optim.AdamW(value_model.parameters(), lr=LR_CRITIC)
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=LR_ACTOR)
+    critic_opt = torch.optim.Adam(value_model.parameters(), lr=LR_CRITIC)
     curve = []
     for step in tqdm(range(steps), desc="actor-critic"):
         # 1. sample  2. score
