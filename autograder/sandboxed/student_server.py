@@ -356,8 +356,7 @@ class Zygote:
             return False
         self._drain(0)
         for top in self.SCRATCH:
-            for entry in os.listdir(top) if os.path.isdir(top) else []:
-                path = os.path.join(top, entry)
+            for path in self._own_entries(top):
                 try:
                     if os.path.isdir(path) and not os.path.islink(path):
                         os.chmod(path, 0o700)
@@ -370,9 +369,23 @@ class Zygote:
                         os.unlink(path)
                 except OSError:
                     pass
-            if os.path.isdir(top) and os.listdir(top):
+            if self._own_entries(top):
                 return False
         return True
+
+    @staticmethod
+    def _own_entries(top: str) -> list[str]:
+        """What this user has in a scratch folder. The rest is the sandbox's own (bwrap made it as root: the
+        folders above a Python environment that lives under /tmp, bound read-only), where nobody here can write."""
+        me, found = os.getuid(), []
+        for entry in os.listdir(top) if os.path.isdir(top) else []:
+            path = os.path.join(top, entry)
+            try:
+                if os.lstat(path).st_uid == me:
+                    found.append(path)
+            except OSError:
+                pass
+        return found
 
     @staticmethod
     def _drain(fd: int) -> None:
