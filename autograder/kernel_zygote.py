@@ -140,10 +140,9 @@ def main() -> None:
         import matplotlib.pyplot  # noqa: F401
     except ImportError:
         pass
-    from . import sandbox  # noqa: F401 - for the children
+    from . import sandbox
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels that end are reaped at once
-    replies = os.fdopen(os.dup(1), "w", buffering=1)
     for line in sys.stdin:
         try:
             request = json.loads(line)
@@ -154,10 +153,7 @@ def main() -> None:
             code = 0
             try:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                os.close(replies.fileno())
                 os.setpgid(0, 0)  # a group of its own, as jupyter_client gives its kernels
-                from . import sandbox
-
                 sandbox.die_with_parent()
                 _become_kernel(request)
             except SystemExit as exc:
@@ -172,7 +168,7 @@ def main() -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        replies.write(json.dumps({"pid": pid}) + "\n")
+        print(json.dumps({"pid": pid}), flush=True)  # the reply, on stdout (the child's is /dev/null)
 
 
 if __name__ == "__main__":
