@@ -235,14 +235,17 @@ LESSONS: tuple[Lesson, ...] = (
            "trained on the calculator's tokens, the policy writes the replies itself: with nobody answering, at "
            "least 30 points more of its calls get a made-up result"),
 )
-for _w in ("1", "3"):   # w = 1/2: seed-dependent (below)
+# the share of the gap each w must close: with w = 1/2 the gap is small (the policy's own p is mostly well above
+# 1/3), so the same misplaced abstentions cost a larger share of it
+for _w, _name, _share, _words in (("1/2", "0_5", 0.2, "a fifth"), ("1", "1", 0.25, "a quarter"),
+                                  ("3", "3", 0.25, "a quarter")):
     LESSONS += (
-        Lesson(f"07.abstain_w{_w}", "07_agents", f"rl_w{_w}_policy_reward - rl_w{_w}_always_answer_reward", ">", 0.0,
-               f"with w = {_w}, the RL policy's abstentions earn more than the same policy always answering"),
-        Lesson(f"07.abstain_w{_w}_gap", "07_agents",
-               f"(rl_w{_w}_policy_reward - rl_w{_w}_always_answer_reward) / "
-               f"(rl_w{_w}_ideal_reward - rl_w{_w}_always_answer_reward)", ">=", 0.25,
-               f"with w = {_w}, the RL policy closes at least a quarter of the gap from always answering to the "
+        Lesson(f"07.abstain_w{_name}", "07_agents", f"rl_w{_name}_policy_reward - rl_w{_name}_always_answer_reward",
+               ">", 0.0, f"with w = {_w}, the RL policy's abstentions earn more than the same policy always answering"),
+        Lesson(f"07.abstain_w{_name}_gap", "07_agents",
+               f"(rl_w{_name}_policy_reward - rl_w{_name}_always_answer_reward) / "
+               f"(rl_w{_name}_ideal_reward - rl_w{_name}_always_answer_reward)", ">=", _share,
+               f"with w = {_w}, the RL policy closes at least {_words} of the gap from always answering to the "
                "threshold rule on its own P(correct)"),
     )
 LESSONS += (Lesson("07.abstain_worth", "07_agents",
@@ -251,14 +254,6 @@ LESSONS += (Lesson("07.abstain_worth", "07_agents",
                    "(rl_w1_ideal_reward - rl_w1_always_answer_reward))", ">", 0.0,
                    "the larger the penalty, the more the threshold rule gains over always answering: knowing when "
                    "to abstain is worth more"),)
-
-
-# Effects the course itself adds that do not yet hold in 4 of 5 seeds: taught as seed-dependent, and the
-# notebook prints their spread over the ledger's seeds beside the run's own value.
-SEED_DEPENDENT: dict[str, tuple[str, ...]] = {
-    # with w = 1/2 the threshold rule gains little over always answering, and whether RL gets any of it varies
-    "07_agents": ("rl_w0.5_policy_reward", "rl_w0.5_always_answer_reward"),
-}
 
 
 def lessons_for(notebook: str) -> list[Lesson]:
@@ -280,7 +275,6 @@ def ledger_path(device: str) -> Path:
 def print_lessons(notebook: str, metrics: dict[str, float], device: str = "cpu", reduced: bool = False) -> None:
     """Print how this run did on each of the notebook's lessons, beside what the ledger measured over seeds."""
     ledger = read_ledger(device)
-    metrics_seen = ledger.get("notebooks", {}).get(notebook, {}).get("metrics", {})
     ledger = ledger.get("lessons", {})
     if reduced:
         print("[lesson] reduced mode: the lessons are measured in full mode (RLCOURSE_REDUCED=0); "
@@ -296,12 +290,6 @@ def print_lessons(notebook: str, metrics: dict[str, float], device: str = "cpu",
         seen = (f"; the ledger ({device}): held in {entry['held']} of {len(entry['seeds'])} seeds, median "
                 f"{entry['median']:.3g}, range {entry['min']:.3g} to {entry['max']:.3g}") if entry and entry.get("seeds") else ""
         print(f"[lesson] {item.name}: {item.claim} [{item.criterion}]: {mine}{seen}")
-    for metric in SEED_DEPENDENT.get(notebook, ()):
-        mine = f"{metrics[metric]:.3g} in this run" if metric in metrics else "not measured in this run"
-        entry = metrics_seen.get(metric)
-        seen = (f"; the ledger ({device}): median {entry['median']:.3g}, range {entry['min']:.3g} to "
-                f"{entry['max']:.3g} over {entry['n']} seeds") if entry else ""
-        print(f"[seed-dependent] {metric}: {mine}{seen}")
 
 
 def read_ledger(device: str = "cpu") -> dict:
