@@ -235,8 +235,8 @@ LESSONS: tuple[Lesson, ...] = (
            "trained on the calculator's tokens, the policy writes the replies itself: with nobody answering, at "
            "least 30 points more of its calls get a made-up result"),
 )
-# the share of the gap each w must close: with w = 1/2 the gap is small (the policy's own p is mostly well above
-# 1/3), so the same misplaced abstentions cost a larger share of it
+# the share of the gap each w must close; with w = 1/2 the gap is the smallest (the threshold rule gains a median
+# 0.15 over always answering) and the lowest seed closed exactly a quarter of it: a quarter would hold by rounding
 for _w, _name, _share, _words in (("1/2", "0_5", 0.2, "a fifth"), ("1", "1", 0.25, "a quarter"),
                                   ("3", "3", 0.25, "a quarter")):
     LESSONS += (

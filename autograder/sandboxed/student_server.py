@@ -246,11 +246,11 @@ class Zygote:
     new sandbox would not, at a fraction of the cost (no interpreter to start, no torch to import).
 
     The grader's commands arrive one per line on the pipe IN: ``respawn`` (end and clean up; answered ``clean``
-    or ``unclean``) and ``fork`` (answered ``child PID``, or ``no child``); ``exited CODE`` says the student's process ended of
-    itself. The student's processes cannot reach it: it is not dumpable (no ptrace, no /proc/PID/mem, no look
-    at its file descriptors), ignores every signal it can ignore, closes the command pipes in each child before
-    the child runs anything, and imports nothing once a child exists (a module planted in the scratch is never
-    loaded into it). Whatever it answers, the grader checks what it can for itself (the processes left in the
+    or ``unclean``) and ``fork`` (answered ``child PID``, or ``no child``); ``exited CODE`` says the student's
+    process ended of itself. The student's processes cannot reach it: it is not dumpable (no ptrace, no
+    /proc/PID/mem, no look at its file descriptors), ignores every signal it can ignore, closes the command pipes
+    in each child before the child runs anything, and imports nothing once a child exists (a module planted in
+    the scratch is never loaded into it). Whatever it answers, the grader checks what it can for itself (the processes left in the
     sandbox's control group)."""
 
     SCRATCH = ("/tmp", "/dev/shm")
